@@ -1,0 +1,54 @@
+"""The `noisecraft` command: a thin dispatcher over one small module per subcommand.
+
+Each command module exposes ``add_arguments(parser)`` and ``run(args) -> int`` and imports nothing heavy at
+module level, so ``noisecraft --help`` stays instant. Bad input raises NoisecraftError, printed as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Add a command by adding a line here and a module beside this file.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("noisecraft.cli.demo", "train a small model on a built-in dataset and draw what it learned"),
+}
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="noisecraft",
+        description="noisecraft: build diffusion models — train, sample, guide, edit and evaluate them.",
+        formatter_class=_Formatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_line) in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_line, description=mod.__doc__, formatter_class=_Formatter)
+        mod.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from noisecraft.errors import NoisecraftError
+
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except NoisecraftError as e:
+        print(f"noisecraft {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"noisecraft {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
