@@ -1,0 +1,149 @@
+"""The typed data configuration: where the images come from and how they are prepared.
+
+A ``DataConfig`` is plain data (it round-trips through JSON beside every checkpoint); ``make_dataset(cfg)``
+in ``noisecraft.data.datasets`` turns it into a torch Dataset. Validation happens at construction, so a bad
+value fails at once with a one-line NoisecraftError instead of hours into a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from noisecraft.errors import NoisecraftError, check_choice
+
+BUILTINS = ("digits", "fashion-mnist")
+CROPS = ("center", "random")
+RESIZE_FILTERS = ("lanczos", "bicubic", "bilinear", "box", "nearest")
+
+
+def source_kind(source: str) -> str:
+    """Classify a source string: "builtin", "toy", "hf" or "folder"."""
+    if source in BUILTINS:
+        return "builtin"
+    if source.startswith("toy:"):
+        return "toy"
+    if source.startswith("hf:"):
+        return "hf"
+    return "folder"
+
+
+@dataclass
+class DataConfig:
+    """Where the training images come from and how each one is turned into a tensor.
+
+    Args:
+        source: "digits" (scikit-learn 8x8 digits), "fashion-mnist" (IDX files), "toy:<name>" (2-D toys of
+            noisecraft.data.toys), "hf:<dataset name or saved-to-disk path>", or a folder of images.
+        resolution: output side length in pixels (images are resized so the short side matches, then
+            cropped square). Ignored for toy sources.
+        channels: 1 (grayscale) or 3 (RGB); RGBA is composited on white, palettes are expanded.
+        labels: return an int64 "label" per item (folder: subfolder names; hf: the `label_column`).
+        captions: return a str "caption" per item (folder: sidecar .txt or metadata.jsonl;
+            hf: `caption_column`).
+        flip: random horizontal flip (deterministic given seed, epoch and index).
+        crop: "center" or "random" square crop after resizing the short side.
+        resize_filter: Pillow resampling filter used for resizing.
+        max_bad_fraction: the largest fraction of unreadable files skipped before a NoisecraftError.
+        scan: decode every file once before training and report bad files by path.
+        max_pixels: decompression-bomb guard: images with more pixels than this are refused.
+        seed: seed of the random transforms (random crop, flip).
+        split: split of an hf dataset; image_column/label_column/caption_column name its columns
+            (None: guess "image"/"img", "label"/"labels", "text"/"caption").
+        path: where the fashion-mnist IDX files live (None: $NOISECRAFT_FASHION_MNIST or the Debian path).
+        toy_size: number of points of a toy source.
+        limit: use only the first `limit` items (None: all).
+    """
+
+    source: str = "digits"
+    resolution: int = 32
+    channels: int = 1
+    labels: bool = False
+    captions: bool = False
+    flip: bool = False
+    crop: str = "center"
+    resize_filter: str = "lanczos"
+    max_bad_fraction: float = 0.01
+    scan: bool = False
+    max_pixels: int = 64_000_000
+    seed: int = 0
+    split: str = "train"
+    image_column: str | None = None
+    label_column: str | None = None
+    caption_column: str | None = None
+    path: str | None = None
+    toy_size: int = 10_000
+    limit: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not self.source:
+            raise NoisecraftError(
+                "data source must be a non-empty string: digits, fashion-mnist, "
+                "toy:<name>, hf:<name> or a folder path"
+            )
+        if source_kind(self.source) == "toy":
+            from noisecraft.data.toys import TOYS
+
+            check_choice("toy dataset", self.source[4:], TOYS)
+        if source_kind(self.source) == "hf" and len(self.source) <= 3:
+            raise NoisecraftError(
+                "data source 'hf:' needs a dataset name or path, "
+                "e.g. hf:huggan/smithsonian_butterflies_subset"
+            )
+        _int("resolution", self.resolution, 1, 4096)
+        if self.channels not in (1, 3) or isinstance(self.channels, bool):
+            raise NoisecraftError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
+        for name in ("labels", "captions", "flip", "scan"):
+            if not isinstance(getattr(self, name), bool):
+                raise NoisecraftError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        check_choice("crop", self.crop, CROPS)
+        check_choice("resize_filter", self.resize_filter, RESIZE_FILTERS)
+        if not isinstance(self.max_bad_fraction, int | float) or not 0 <= self.max_bad_fraction <= 1:
+            raise NoisecraftError(
+                f"max_bad_fraction must be a number in [0, 1], got {self.max_bad_fraction!r}"
+            )
+        _int("max_pixels", self.max_pixels, 1, None)
+        _int("seed", self.seed, 0, None)
+        _int("toy_size", self.toy_size, 1, None)
+        if self.limit is not None:
+            _int("limit", self.limit, 1, None)
+        if self.captions and source_kind(self.source) in ("builtin", "toy"):
+            raise NoisecraftError(
+                f"captions=True needs a folder or hf source; {self.source!r} has no captions"
+            )
+        if self.labels and source_kind(self.source) == "toy" and self.source[4:] not in ("8gaussians", "gmm"):
+            raise NoisecraftError(
+                "labels=True on a toy source needs toy:8gaussians or toy:gmm (mixtures with components)"
+            )
+
+    @property
+    def kind(self) -> str:
+        return source_kind(self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataConfig:
+        """Build from a dict (e.g. parsed JSON); unknown keys are an error naming the valid ones."""
+        return _from_dict(cls, d, "data")
+
+
+def _int(name: str, value: Any, lo: int, hi: int | None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
+        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise NoisecraftError(f"{name} must be an integer {rng}, got {value!r}")
+
+
+def _from_dict(cls: type, d: dict[str, Any], what: str):
+    if not isinstance(d, dict):
+        raise NoisecraftError(f"{what} config must be a mapping, got {type(d).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise NoisecraftError(
+            f"unknown {what} config key(s) {', '.join(unknown)}; valid keys: {', '.join(names)}"
+        )
+    return cls(**d)
