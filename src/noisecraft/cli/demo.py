@@ -37,8 +37,11 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.samples < 2:
         raise NoisecraftError("--steps must be at least 1 and --samples at least 2")
     cfg = ToyConfig(
-        dataset=args.dataset, schedule=args.schedule, parameterisation=args.parameterisation,
-        iterations=args.iterations, seed=args.seed,
+        dataset=args.dataset,
+        schedule=args.schedule,
+        parameterisation=args.parameterisation,
+        iterations=args.iterations,
+        seed=args.seed,
     )
     _, loss_fn = build_toy_model(cfg)  # validates names before training starts
     out = Path(args.out)
@@ -54,8 +57,12 @@ def run(args: argparse.Namespace) -> int:
     png = plot_toy_overview(data, noised, x, out / "overview.png")
     swd = sliced_wasserstein(x, data)
     swd_noise = sliced_wasserstein(torch.randn_like(data) * data.std(), data)
-    summary = {"config": cfg.to_dict(), "final_loss": sum(history[-100:]) / min(100, len(history)),
-               "sliced_wasserstein_samples": swd, "sliced_wasserstein_gaussian_baseline": swd_noise}
+    summary = {
+        "config": cfg.to_dict(),
+        "final_loss": sum(history[-100:]) / min(100, len(history)),
+        "sliced_wasserstein_samples": swd,
+        "sliced_wasserstein_gaussian_baseline": swd_noise,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"sliced Wasserstein to data: samples {swd:.3f}  (a matched Gaussian: {swd_noise:.3f})")
     print(f"wrote {png} and {out / 'summary.json'}")

@@ -144,8 +144,6 @@ class Schedule:
             sig = torch.linspace(math.log(self.sigma_max), math.log(self.sigma_min), steps, dtype=torch.float64).exp()
         else:
             sig = self.sigma(self._t_steps(steps, spacing))
-        if steps == 1:
-            sig = sig[:1]
         return torch.cat([sig.to(torch.float64), sig.new_zeros(1, dtype=torch.float64)])
 
     def _t_steps(self, steps: int, spacing: str) -> Tensor:
@@ -302,10 +300,11 @@ class DiscreteVP(Schedule):
     def _t_steps(self, steps: int, spacing: str) -> Tensor:
         # The three discrete spacings of Lin et al. 2023, Table 2 (diffusers' timestep_spacing).
         T = self.num_timesteps
+        t_top = torch.tensor([T - 1.0], dtype=torch.float64)
         if steps > T:
             raise NoisecraftError(f"steps ({steps}) cannot exceed the schedule's {T} discrete timesteps")
         if spacing == "linspace":
-            t = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().flip(0)
+            t = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().flip(0) if steps > 1 else t_top
         elif spacing == "leading":
             t = (torch.arange(steps, dtype=torch.float64) * (T // steps)).flip(0)
         else:  # trailing
