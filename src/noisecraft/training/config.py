@@ -1,0 +1,258 @@
+"""The typed run configuration: one dataclass tree, saved as JSON beside every checkpoint.
+
+    cfg = TrainConfig.from_dict(json.load(open("cfg.json")))      # unknown keys / bad values -> NoisecraftError
+    cfg = apply_overrides(cfg, ["optim.lr=3e-4", "data.source=toy:moons"])
+    cfg.to_dict()                                                   # plain JSON-able dict, round-trips exactly
+
+Data and model are data too (``DataConfig``, ``ModelConfig``), so a run is fully described by this file
+(nanoGPT-style dataclasses, EDM's training_options.json; no string-to-class magic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from noisecraft.data.config import DataConfig
+from noisecraft.errors import NoisecraftError, check_choice
+from noisecraft.models.factory import ModelConfig
+
+MIXED_PRECISION = ("no", "bf16", "fp16")
+LR_DECAYS = ("cosine", "constant")
+TRACKERS = ("tensorboard",)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay to ``min_lr_ratio·lr``; gradient clipping and accumulation."""
+
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    decay: str = "cosine"
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = 1.0
+    grad_accum: int = 1
+
+    def __post_init__(self) -> None:
+        _positive("optim.lr", self.lr)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise NoisecraftError(f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
+        _positive("optim.eps", self.eps)
+        _at_least("optim.weight_decay", self.weight_decay, 0)
+        _at_least("optim.warmup_steps", self.warmup_steps, 0)
+        check_choice("optim.decay", self.decay, LR_DECAYS)
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise NoisecraftError(f"optim.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+        if self.grad_clip is not None:
+            _positive("optim.grad_clip", self.grad_clip)
+        _at_least("optim.grad_accum", self.grad_accum, 1)
+
+
+@dataclass
+class EMAConfig:
+    """EMA of the weights: a fixed ``decay`` with warm-up, or an EDM half-life in images (takes precedence)."""
+
+    decay: float = 0.999
+    half_life_images: float | None = None
+    power: float = 2 / 3
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.decay < 1:
+            raise NoisecraftError(f"ema.decay must lie in [0, 1), got {self.decay}")
+        if self.half_life_images is not None:
+            _positive("ema.half_life_images", self.half_life_images)
+
+
+@dataclass
+class LossConfig:
+    """Loss weighting λ(σ) (see noisecraft.core.losses) and γ of min-SNR-γ."""
+
+    weighting: str = "native"
+    min_snr_gamma: float = 5.0
+
+    def __post_init__(self) -> None:
+        from noisecraft.core.losses import WEIGHTINGS
+
+        check_choice("loss.weighting", self.weighting, WEIGHTINGS)
+        _positive("loss.min_snr_gamma", self.min_snr_gamma)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run.
+
+    batch_size is the global batch per optimiser step (all processes and accumulation steps together), so a
+    run means the same thing on 1 or N processes; it must divide by processes × grad_accum.
+    label_dropout: probability of replacing a class label by the null label (classifier-free guidance).
+    max_bad_steps: abort after this many non-finite losses/gradients in a row (the last checkpoint is kept).
+    sample_every / checkpoint_every / log_every: cadences in optimiser steps (0 turns samples off).
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    label_dropout: float = 0.0
+    steps: int = 1000
+    batch_size: int = 64
+    seed: int = 0
+    mixed_precision: str = "no"
+    checkpoint_every: int = 250
+    keep_last: int = 3
+    sample_every: int = 500
+    sample_count: int = 16
+    sample_sampler: str = "euler"
+    sample_steps: int = 40
+    log_every: int = 10
+    max_bad_steps: int = 5
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    num_workers: int = 0
+    cache_data: bool = True
+    out_dir: str = "runs/train"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.label_dropout < 1:
+            raise NoisecraftError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
+        for name in (
+            "steps",
+            "batch_size",
+            "checkpoint_every",
+            "keep_last",
+            "sample_count",
+            "sample_steps",
+            "log_every",
+            "max_bad_steps",
+        ):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("seed", "sample_every", "num_workers"):
+            _at_least(name, getattr(self, name), 0)
+        check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        for t in self.trackers:
+            check_choice("trackers entry", t, TRACKERS)
+        if not self.out_dir:
+            raise NoisecraftError("out_dir must be a folder path")
+        if self.label_dropout > 0 and not self.model.num_classes:
+            raise NoisecraftError("label_dropout > 0 needs a class-conditional model: set model.num_classes")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_jsonable(dataclasses.asdict(self))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        return _build(cls, d, "")
+
+    @classmethod
+    def from_json_file(cls, path: str) -> TrainConfig:
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except FileNotFoundError:
+            raise NoisecraftError(f"config file {path!r} does not exist") from None
+        except json.JSONDecodeError as e:
+            raise NoisecraftError(f"config file {path!r} is not valid JSON: {e}") from None
+        return cls.from_dict(d)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``key.sub=value`` strings; value is parsed as JSON when it can be (3e-4, true, null, [..]), else text."""
+    d = cfg.to_dict()
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise NoisecraftError(f"--set expects key.sub=value, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = d
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                raise NoisecraftError(f"--set {key}: {'.'.join(parts[: i + 1])!r} is not a config section")
+            node = node[part]
+        if parts[-1] not in node and not (len(parts) > 1 and parts[-2] == "extra"):
+            raise NoisecraftError(f"--set {key}: unknown key; valid keys here: {', '.join(sorted(node))}")
+        node[parts[-1]] = value
+    return TrainConfig.from_dict(d)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A small typed (de)serialiser: checks every key and value against the dataclass field types.
+def _build(cls: type, d: Any, prefix: str) -> Any:
+    if not isinstance(d, dict):
+        raise NoisecraftError(f"config section {prefix or 'root'!r} must be a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise NoisecraftError(f"unknown config key {prefix}{unknown[0]!r}; valid keys: {', '.join(names)}")
+    kwargs = {k: _coerce(f"{prefix}{k}", v, hints[k]) for k, v in d.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise NoisecraftError(f"bad config section {prefix or 'root'!r}: {e}") from None
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(key, value, inner)
+    if tp is Any:
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise NoisecraftError(f"config key {key!r} must be a list, got {value!r}")
+        if origin is tuple:
+            if len(value) != len(args):
+                raise NoisecraftError(f"config key {key!r} must have {len(args)} entries, got {list(value)}")
+            return tuple(_coerce(key, v, a) for v, a in zip(value, args))
+        return [_coerce(key, v, args[0]) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise NoisecraftError(f"config key {key!r} must be a mapping, got {value!r}")
+        return dict(value)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(tp)
+    if ok is None:
+        raise NoisecraftError(f"config key {key!r} has an unsupported type {tp}")
+    if not ok:
+        raise NoisecraftError(f"config key {key!r} must be {tp.__name__}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def _to_jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _to_jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_to_jsonable(x) for x in v]
+    return v
+
+
+def _positive(name: str, v: float) -> None:
+    if not v > 0:
+        raise NoisecraftError(f"{name} must be positive, got {v}")
+
+
+def _at_least(name: str, v: float, lo: float) -> None:
+    if not v >= lo:
+        raise NoisecraftError(f"{name} must be at least {lo}, got {v}")

@@ -1,0 +1,194 @@
+"""The training loop: one short function on Accelerate (one process, torchrun/accelerate multi-process).
+
+Per optimiser step: set the learning rate (warm-up + cosine), run grad_accum micro-batches (each process
+takes its own disjoint shard of the seeded data stream), clip, skip the step if the gradient is not finite
+(abort after max_bad_steps in a row), step AdamW, update the EMA; then log, draw a sample grid and write an
+atomic checkpoint at their cadences. Everything a resumed run needs is a function of the checkpoint, so a
+run killed at any moment and resumed ends at the same weights, bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from noisecraft.core.ema import EMA
+from noisecraft.core.losses import DenoisingLoss
+from noisecraft.errors import NoisecraftError
+from noisecraft.training import checkpoint as ckpt
+from noisecraft.training.config import TrainConfig
+from noisecraft.training.setup import (
+    BatchSource,
+    LossModule,
+    build_model,
+    check_compatible,
+    drop_labels,
+    lr_at,
+    make_dataset,
+    param_digest,
+    sample_shape,
+)
+
+
+def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool = True) -> Path:
+    """Train the run `cfg` (resume=True continues from its latest checkpoint); returns the last checkpoint."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    check_compatible(cfg)
+    out = Path(cfg.out_dir)
+    last = ckpt.latest_checkpoint(out)
+    if last is not None and not resume:
+        raise NoisecraftError(f"{out} already holds checkpoints: pass --resume to continue, or choose a new --out")
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, log_with=cfg.trackers or None, project_dir=str(out))
+    rank, world = acc.process_index, acc.num_processes
+    torch.manual_seed(cfg.seed)  # identical initial weights in every process
+    denoiser, schedule = build_model(cfg)
+    ema = EMA(denoiser, cfg.ema.decay, cfg.ema.power, cfg.ema.half_life_images)
+    cache = cfg.cache_data and dataset is None and cfg.data.crop != "random"
+    source = BatchSource(dataset or make_dataset(cfg, cache), cfg, rank, world, cache, cache and cfg.data.flip)
+    loss_mod = LossModule(denoiser, DenoisingLoss(schedule, cfg.loss.weighting, cfg.loss.min_snr_gamma))
+    o = cfg.optim
+    opt = torch.optim.AdamW(denoiser.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+    loss_mod, opt = acc.prepare(loss_mod, opt)
+    g = torch.Generator().manual_seed(cfg.seed * 7919 + 1 + rank)  # σ, noise, flips, label drop: this process
+    start, bad, bad_total = 0, 0, 0
+    if last is not None:
+        start, bad, bad_total = _restore(last, denoiser, ema, opt, g, rank)
+        acc.print(f"resuming from {last} (step {start})")
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(cfg.to_json())
+        _truncate_log(out / "log.jsonl", start)
+    acc.init_trackers("noisecraft")
+    batches = source.batches(start)
+    bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and acc.is_main_process), desc="train")
+    t_log, step_log, first_idx = time.perf_counter(), start, None
+    null = cfg.model.num_classes
+    for step in range(start, cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, o, cfg.steps)
+        loss_sum = torch.zeros((), device=acc.device)
+        for m in range(o.grad_accum):
+            idx, batch = next(batches)
+            first_idx = idx.tolist() if first_idx is None else first_idx
+            x0 = source.augment(batch["x"].to(acc.device), g)
+            cond = {}
+            if null:
+                cond["class_labels"] = drop_labels(batch["label"].to(acc.device), cfg.label_dropout, null, g)
+            sync = contextlib.nullcontext() if m == o.grad_accum - 1 else acc.no_sync(loss_mod)
+            with sync, acc.autocast():
+                loss = loss_mod(x0, g, **cond).float().mean()
+                acc.backward(loss / o.grad_accum)
+            loss_sum += loss.detach() / o.grad_accum
+        gnorm = acc.clip_grad_norm_(denoiser.parameters(), o.grad_clip or math.inf)
+        if torch.isfinite(torch.as_tensor(gnorm)):  # gradients are all-reduced: every process agrees
+            opt.step()
+            ema.update(denoiser, cfg.batch_size)
+            bad = 0
+        else:
+            bad, bad_total = bad + 1, bad_total + 1
+        opt.zero_grad(set_to_none=True)
+        if bad >= cfg.max_bad_steps:
+            keep = ckpt.latest_checkpoint(out)
+            raise NoisecraftError(
+                f"{bad} steps in a row had a non-finite loss or gradient (last at step {step + 1}); stopped. "
+                f"Last good checkpoint: {keep or 'none yet'}. Lower optim.lr or check the data"
+            )
+        done = step + 1
+        bar.update(1)
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            loss_val = acc.reduce(loss_sum, "mean").item()
+            rate = (done - step_log) * cfg.batch_size / max(time.perf_counter() - t_log, 1e-9)
+            t_log, step_log = time.perf_counter(), done
+            rec = {
+                "step": done,
+                "loss": loss_val,
+                "lr": opt.param_groups[0]["lr"],
+                "images_per_s": rate,
+                "grad_norm": float(gnorm),
+                "bad_steps": bad_total,
+            }
+            bar.set_postfix(loss=f"{loss_val:.4f}", img_s=f"{rate:.0f}", refresh=False)
+            acc.log({k: v for k, v in rec.items() if k != "step"}, step=done)
+            if acc.is_main_process:
+                with open(out / "log.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+        if cfg.sample_every and (done % cfg.sample_every == 0 or done == cfg.steps) and acc.is_main_process:
+            try:  # a failing preview must never cost a run its progress
+                _sample_grid(cfg, ema.model, schedule, out / "samples" / f"step-{done:08d}.png")
+            except Exception as e:
+                acc.print(f"warning: sample grid at step {done} failed ({type(e).__name__}: {e}); training goes on")
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            _save(acc, out, done, denoiser, ema, opt, g, cfg, {"bad_steps": bad, "bad_steps_total": bad_total})
+    bar.close()
+    if world > 1:  # evidence for the multi-process test and for users: shards differ, weights agree
+        (out / "ranks").mkdir(exist_ok=True)
+        (out / "ranks" / f"rank{rank}.json").write_text(
+            json.dumps(
+                {
+                    "rank": rank,
+                    "world_size": world,
+                    "first_indices": first_idx,
+                    "weights_sha256": param_digest(denoiser),
+                }
+            )
+        )
+    acc.end_training()
+    return ckpt.latest_checkpoint(out)
+
+
+def _save(acc, out: Path, step: int, denoiser, ema: EMA, opt, g, cfg: TrainConfig, counters: dict) -> None:
+    tmp = ckpt.prepare_checkpoint(out, step)
+    acc.wait_for_everyone()
+    ckpt.write_rank_state(tmp, acc.process_index, g)
+    if acc.is_main_process:
+        state = {"step": step, "ema_steps": ema.steps, "ema_images": ema.images, **counters}
+        ckpt.write_main_state(
+            tmp, model=denoiser, ema_model=ema.model, optimizer=opt, state=state, config=cfg.to_dict()
+        )
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        ckpt.commit_checkpoint(tmp, cfg.keep_last)
+    acc.wait_for_everyone()
+
+
+def _restore(path: Path, denoiser, ema: EMA, opt, g, rank: int) -> tuple[int, int, int]:
+    state = ckpt.read_state(path)
+    denoiser.load_state_dict(ckpt.load_tensors(path / "model.safetensors"))
+    ema.model.load_state_dict(ckpt.load_tensors(path / "ema.safetensors"))
+    ema.steps, ema.images = state["ema_steps"], state["ema_images"]
+    ckpt.optimizer_from_files(opt, ckpt.load_tensors(path / "optimizer.safetensors"), state["optimizer"])
+    ckpt.restore_rank_state(path, rank, g)
+    return state["step"], state["bad_steps"], state["bad_steps_total"]
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """After a crash the log may run past the checkpoint we resume from: drop those lines."""
+    if path.exists():
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        ckpt.write_text_atomic(path, "".join(ln + "\n" for ln in lines))
+
+
+def _sample_grid(cfg: TrainConfig, model, schedule, path: Path) -> None:
+    from noisecraft.training.samples import generate, save_grid, save_points
+
+    labels = None
+    if cfg.model.num_classes:
+        labels = torch.arange(cfg.sample_count) % cfg.model.num_classes
+    x = generate(
+        model,
+        schedule,
+        sample_shape(cfg),
+        list(range(cfg.sample_count)),
+        sampler=cfg.sample_sampler,
+        steps=cfg.sample_steps,
+        class_labels=labels,
+        device=next(model.parameters()).device,
+    )
+    save_points(x, path, f"EMA samples, {path.stem}") if x.ndim == 2 else save_grid(x, path)

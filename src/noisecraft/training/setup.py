@@ -1,0 +1,210 @@
+"""Small, composable pieces the training loop is built from.
+
+- ``build_model``: TrainConfig → (denoiser, schedule), the same call for training and for loading a run;
+- ``lr_at``: the learning rate at a step (linear warm-up, then cosine decay), a pure function of the step;
+- ``batch_indices``: the deterministic, seeded data order, so the data position of a run is its step count;
+- ``BatchSource``: turns those indices into batches (an in-memory tensor cache, or a DataLoader);
+- ``LossModule``: denoiser + loss as one nn.Module, so DDP/Accelerate see the loss computation as forward().
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from noisecraft.core.denoiser import PreconditionedDenoiser
+from noisecraft.core.losses import DenoisingLoss
+from noisecraft.core.schedules import Schedule
+from noisecraft.errors import NoisecraftError
+from noisecraft.training.config import OptimConfig, TrainConfig
+
+
+def build_model(cfg: TrainConfig) -> tuple[PreconditionedDenoiser, Schedule]:
+    from noisecraft.models.factory import build_denoiser
+
+    return build_denoiser(cfg.model)
+
+
+def sample_shape(cfg: TrainConfig) -> tuple[int, ...]:
+    """Shape of one training item: (2,) for 2-D toys, (C, H, W) for images."""
+    if cfg.data.kind == "toy":
+        return (2,)
+    return (cfg.data.channels, cfg.data.resolution, cfg.data.resolution)
+
+
+def check_compatible(cfg: TrainConfig) -> None:
+    """Fail before training when data and model cannot meet (shape, labels)."""
+    shape = sample_shape(cfg)
+    m = cfg.model
+    if m.arch == "mlp":
+        if math.prod(shape) != math.prod(m.shape):
+            raise NoisecraftError(
+                f"model takes {math.prod(m.shape)} values per item but the data has shape "
+                f"{shape}: set model.channels/model.resolution to match (2-D toys: 2 and 1)"
+            )
+    elif shape != m.shape:
+        raise NoisecraftError(
+            f"model shape {m.shape} does not match data shape {shape}: set model.resolution "
+            "and model.channels to data.resolution and data.channels"
+        )
+    if m.num_classes and not cfg.data.labels:
+        raise NoisecraftError("model.num_classes > 0 needs labelled data: set data.labels=true")
+
+
+def lr_at(step: int, optim: OptimConfig, total_steps: int) -> float:
+    """Linear warm-up over warmup_steps, then cosine decay to min_lr_ratio·lr at the last step (or constant)."""
+    if step < optim.warmup_steps:
+        return optim.lr * (step + 1) / optim.warmup_steps
+    if optim.decay == "constant":
+        return optim.lr
+    progress = (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps)
+    ratio = optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return optim.lr * ratio
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+    """The order of epoch `epoch`: a permutation of range(n) drawn from (seed, epoch) alone."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def batch_indices(n: int, seed: int, start: int, size: int, _cache: dict | None = None) -> Tensor:
+    """Dataset indices at global positions start .. start+size−1 of the endless epoch-by-epoch stream."""
+    pos = torch.arange(start, start + size)
+    epochs, offsets = pos // n, pos % n
+    out = torch.empty(size, dtype=torch.long)
+    for e in epochs.unique().tolist():
+        if _cache is not None and _cache.get("epoch") == e:
+            perm = _cache["perm"]
+        else:
+            perm = epoch_permutation(n, seed, e)
+            if _cache is not None:
+                _cache.update(epoch=e, perm=perm)
+        mask = epochs == e
+        out[mask] = perm[offsets[mask]]
+    return out
+
+
+def micro_batch_plan(cfg: TrainConfig, world: int) -> int:
+    """Per-process micro-batch size: batch_size = micro × processes × grad_accum."""
+    div = world * cfg.optim.grad_accum
+    if cfg.batch_size % div:
+        raise NoisecraftError(f"batch_size {cfg.batch_size} must divide by processes × grad_accum = {div}")
+    return cfg.batch_size // div
+
+
+class BatchSource:
+    """Deterministic batches for one process: at optimiser step s, accumulation step m, process r the
+    indices are positions s·B + (m·world + r)·micro … of the seeded stream (the shards of a step are disjoint).
+
+    With ``cache`` the whole dataset is decoded once into a tensor (fast for small sets: no per-step
+    transforms); random flips are then applied per batch from the trainer's generator.
+    """
+
+    def __init__(self, dataset: Any, cfg: TrainConfig, rank: int, world: int, cache: bool, flip: bool):
+        self.dataset, self.cfg, self.rank, self.world = dataset, cfg, rank, world
+        self.n = len(dataset)
+        if self.n == 0:
+            raise NoisecraftError(f"data source {cfg.data.source!r} has no items")
+        self.micro = micro_batch_plan(cfg, world)
+        self.flip = flip
+        self._perm_cache: dict = {}
+        self.cache: dict[str, Tensor] | None = None
+        if cache:
+            items = [dataset[i] for i in range(self.n)]
+            self.cache = {"x": torch.stack([it["x"] for it in items]).contiguous()}
+            if "label" in items[0]:
+                self.cache["label"] = torch.stack([torch.as_tensor(it["label"]) for it in items]).long()
+
+    def indices(self, step: int, micro_step: int) -> Tensor:
+        start = step * self.cfg.batch_size + (micro_step * self.world + self.rank) * self.micro
+        return batch_indices(self.n, self.cfg.seed, start, self.micro, self._perm_cache)
+
+    def batches(self, start_step: int) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+        """Endless (indices, batch) pairs from optimiser step `start_step` on."""
+        accum = self.cfg.optim.grad_accum
+        plan = ((s, m) for s in range(start_step, 2**62) for m in range(accum))
+        if self.cache is not None:
+            for s, m in plan:
+                idx = self.indices(s, m)
+                yield idx, {k: v[idx] for k, v in self.cache.items()}
+            return
+        from torch.utils.data import DataLoader
+
+        plan_idx = (self.indices(s, m).tolist() for s, m in plan)
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=plan_idx,
+            num_workers=self.cfg.num_workers,
+            generator=torch.Generator().manual_seed(self.cfg.seed),
+            persistent_workers=self.cfg.num_workers > 0,
+        )
+        for s_m, batch in zip(((s, m) for s in range(start_step, 2**62) for m in range(accum)), loader):
+            yield self.indices(*s_m), {k: v for k, v in batch.items() if isinstance(v, Tensor)}
+
+    def augment(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """Random horizontal flip of image batches (B, C, H, W), drawn from `generator`."""
+        if not self.flip or x.ndim != 4:
+            return x
+        mask = torch.rand(x.shape[0], generator=generator) < 0.5
+        return torch.where(mask[:, None, None, None].to(x.device), x.flip(-1), x)
+
+
+def make_dataset(cfg: TrainConfig, cache: bool) -> Any:
+    """The dataset of cfg.data; for a cached set the random flip moves into the trainer (per batch)."""
+    data_cfg = dataclasses.replace(cfg.data, flip=False) if cache else cfg.data
+    try:
+        from noisecraft.data.datasets import make_dataset as _make
+    except ModuleNotFoundError as e:  # data module not there yet: toys still work
+        if e.name != "noisecraft.data.datasets" or data_cfg.kind != "toy":
+            raise
+        return _ToyDataset(data_cfg.source[4:], data_cfg.toy_size, data_cfg.seed)
+    return _make(data_cfg)
+
+
+class _ToyDataset(torch.utils.data.Dataset):
+    def __init__(self, name: str, n: int, seed: int):
+        from noisecraft.data.toys import toy_data
+
+        self.x = toy_data(name, n, seed)  # (n, 2)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"x": self.x[i]}
+
+
+class LossModule(nn.Module):
+    """Per-sample denoising loss (B,) as a module: forward(x0, generator, **cond) = loss_fn(denoiser, x0, ...)."""
+
+    def __init__(self, denoiser: PreconditionedDenoiser, loss_fn: DenoisingLoss):
+        super().__init__()
+        self.denoiser = denoiser
+        self.loss_fn = loss_fn
+
+    def forward(self, x0: Tensor, generator: torch.Generator | None = None, **cond) -> Tensor:
+        return self.loss_fn(self.denoiser, x0, generator=generator, **cond)
+
+
+def drop_labels(labels: Tensor, p: float, null_label: int, generator: torch.Generator) -> Tensor:
+    """Replace each label by the null label with probability p (classifier-free guidance training)."""
+    if p <= 0:
+        return labels
+    mask = torch.rand(labels.shape[0], generator=generator) < p
+    return torch.where(mask.to(labels.device), torch.full_like(labels, null_label), labels)
+
+
+def param_digest(model: nn.Module) -> str:
+    """sha256 of all parameters and buffers in state-dict order: equal digests ⇔ bit-identical weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
