@@ -1,0 +1,179 @@
+"""Step schedules: the σ lists samplers walk, by name, including schedules optimised for one model.
+
+    sigmas = step_sigmas(schedule, steps, "karras")            # (steps+1,) float64, descending, ends at 0
+    sigmas = step_sigmas(schedule, steps, "optimised:runs/my-model")   # fitted to that model (see below)
+
+Named spacings (all start at the schedule's top noise level unless their name says otherwise):
+- linspace / leading / trailing: uniform in the schedule's time t (Lin et al. 2023, Table 2); "leading" does NOT
+  start at the top level of a discrete schedule (the classic trap with cosine schedules), so it is never a default;
+- karras: ρ-spacing (Karras et al. 2022, Eq. 5); logsnr: uniform in log-SNR (Lu et al. 2022);
+- quadratic: t quadratic in the step index, dense near the data (Song et al. 2021, DDIM's CIFAR-10 choice,
+  here reaching the top level rather than 0.8·T);
+- optimised:<path>: a schedule fitted by ``fit_schedule`` to a given denoiser and saved as JSON beside the model.
+
+``fit_schedule`` picks the N steps on a fine log-σ grid that minimise the summed local error of a first-order
+(DDIM) step along reference probability-flow trajectories of a calibration batch, by dynamic programming
+(in the spirit of Watson et al. 2021's DP step selection and Sabour et al. 2024, "Align Your Steps"). Each
+local error is measured in VP scale, σ_data/√(σ_data² + σ²)·‖·‖, which is how an error at σ shrinks on its
+way to the data for data of scale σ_data. The fitted schedules (one per requested N) go to a JSON file; a
+request for an N that was not fitted interpolates the nearest fitted schedule in log σ (as AYS does).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from noisecraft.core.denoiser import Denoiser
+from noisecraft.core.schedules import SPACINGS, Schedule, _steps_arg
+from noisecraft.errors import NoisecraftError
+
+OPTIMISED_FILE = "optimised_steps.json"
+FORMAT = "noisecraft.steps/1"
+
+STEP_SCHEDULES: dict[str, str] = {
+    "default": "the schedule's own default (trailing for discrete VP, karras for edm, linspace otherwise)",
+    "linspace": "uniform in t, both ends included (diffusers 'linspace')",
+    "leading": "DDIM/SD strides from t=0 upwards; does not start at the top level (Lin et al. 2023)",
+    "trailing": "strides from the top level downwards (Lin et al. 2023); default for discrete schedules",
+    "karras": "ρ = 7 spacing, dense at low σ (Karras et al. 2022, Eq. 5)",
+    "logsnr": "uniform in log-SNR λ = −2 log σ (DPM-Solver's time-uniform-λ)",
+    "quadratic": "t quadratic in the step index, dense near the data (DDIM's CIFAR-10 schedule)",
+    "optimised:<path>": "fitted to a model by fit_schedule (DP on local error); <path> = JSON file or model folder",
+}
+
+
+def step_sigmas(schedule: Schedule, steps: int, spacing: str | None = None, rho: float | None = None) -> Tensor:
+    """The σ list for `steps` sampler steps: (steps+1,) float64, descending, last element 0."""
+    steps = _steps_arg(steps)
+    name = spacing or "default"
+    if name == "default":
+        return schedule.sample_sigmas(steps)
+    if name in SPACINGS:
+        return schedule.sample_sigmas(steps, name) if rho is None else schedule.sample_sigmas(steps, name, rho)
+    if name == "quadratic":
+        t_hi, t_lo = schedule.t_range
+        u = torch.linspace(1, 0, steps, dtype=torch.float64)
+        sig = schedule.sigma(t_lo + (t_hi - t_lo) * u**2) if steps > 1 else schedule.sigma(torch.tensor([t_hi]))
+        return torch.cat([sig, sig.new_zeros(1)])
+    for prefix in ("optimised:", "optimized:"):
+        if name.startswith(prefix):
+            return load_schedule(name[len(prefix) :], steps)
+    valid = ", ".join(sorted(set(STEP_SCHEDULES) - {"optimised:<path>"}) | {"optimised:<path>"})
+    raise NoisecraftError(f"unknown step schedule {name!r}; valid choices: {valid}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Optimised schedules.
+@torch.no_grad()
+def fit_schedule(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    steps: Sequence[int] = (5, 10, 20, 50),
+    *,
+    shape: Sequence[int],
+    n: int = 64,
+    grid: int = 128,
+    sigma_data: float | None = None,
+    seed: int = 0,
+    cond: dict | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> dict[int, Tensor]:
+    """Fit one σ list per entry of `steps` to `denoiser` (≈ 2·grid network calls on a batch of n).
+
+    Args:
+        shape: per-sample shape of x, e.g. (2,) or (3, 32, 32).
+        n: calibration batch size (noise drawn with `seed`).
+        grid: number of candidate σ levels, log-spaced over [σ_min, σ_max] of `schedule`.
+        sigma_data: data scale for the error weighting; estimated from the reference samples when None.
+    Returns {N: (N+1,) float64 σ list ending at 0}.
+    """
+    steps = sorted({_steps_arg(int(s)) for s in steps})
+    if steps[-1] > grid:
+        raise NoisecraftError(f"grid ({grid}) must be at least the largest step count ({steps[-1]})")
+    s_grid = torch.logspace(math.log10(schedule.sigma_max), math.log10(schedule.sigma_min), grid, dtype=torch.float64)
+    sig = [*s_grid.tolist(), 0.0]
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(n, *shape, generator=g, dtype=torch.float64) * sig[0]).to(dtype=dtype, device=device)
+
+    def D(x: Tensor, s: float) -> Tensor:
+        return denoiser(x, torch.tensor(s, dtype=torch.float64), **(cond or {}))
+
+    # Reference PF-ODE trajectories by Heun on the fine grid; X[k] the states, X0[k] = D(X[k]; σ_k).
+    X, X0 = [x], []
+    for k in range(grid):
+        x0 = D(x, sig[k])
+        X0.append(x0)
+        d = (x - x0) / sig[k]
+        x_next = x + (sig[k + 1] - sig[k]) * d
+        if sig[k + 1] > 0:
+            x_next = x + (sig[k + 1] - sig[k]) * 0.5 * (d + (x_next - D(x_next, sig[k + 1])) / sig[k + 1])
+        x = x_next
+        X.append(x)
+    if sigma_data is None:
+        sigma_data = float(X[-1].double().std())
+    # cost[j, k]: RMS error (VP scale) of one DDIM step j → k against the reference state at k.
+    K = grid + 1
+    cost = torch.full((K, K), math.inf, dtype=torch.float64)
+    for j in range(grid):
+        for k in range(j + 1, K):
+            r = sig[k] / sig[j]
+            step = X0[j] + r * (X[j] - X0[j])
+            w = sigma_data / math.sqrt(sigma_data**2 + sig[k] ** 2)
+            cost[j, k] = w * (step - X[k]).double().pow(2).mean().sqrt()
+    # Dynamic programming: best[m, k] = least summed cost of reaching node k from node 0 in m steps.
+    best = torch.full((steps[-1] + 1, K), math.inf, dtype=torch.float64)
+    arg = torch.zeros((steps[-1] + 1, K), dtype=torch.long)
+    best[0, 0] = 0.0
+    for m in range(1, steps[-1] + 1):
+        total = best[m - 1][:, None] + cost  # (from j, to k)
+        best[m], arg[m] = total.min(0)
+    out = {}
+    for N in steps:
+        path, k = [K - 1], K - 1
+        for m in range(N, 0, -1):
+            k = int(arg[m, k])
+            path.append(k)
+        out[N] = torch.tensor([sig[k] for k in reversed(path)], dtype=torch.float64)
+    return out
+
+
+def save_schedule(path: str | Path, fitted: dict[int, Tensor], **meta) -> Path:
+    """Write fitted schedules as JSON; a folder path gets ``optimised_steps.json`` inside it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / OPTIMISED_FILE
+    payload = {"format": FORMAT, "schedules": {str(k): v.tolist() for k, v in sorted(fitted.items())}, **meta}
+    path.write_text(json.dumps(payload, indent=1))
+    return path
+
+
+def load_schedule(path: str | Path, steps: int) -> Tensor:
+    """The fitted σ list for `steps` from a JSON file (or a folder holding ``optimised_steps.json``); other step
+    counts interpolate the nearest fitted list in log σ over its normalised index."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / OPTIMISED_FILE
+    if not path.is_file():
+        raise NoisecraftError(f"no optimised step schedule at {str(path)!r}; fit one with fit_schedule(...)")
+    data = json.loads(path.read_text())
+    if data.get("format") != FORMAT:
+        raise NoisecraftError(f"{str(path)!r} is not a noisecraft step-schedule file (format {FORMAT})")
+    fitted = {int(k): torch.tensor(v, dtype=torch.float64) for k, v in data["schedules"].items()}
+    if steps in fitted:
+        return fitted[steps]
+    near = min(fitted, key=lambda m: (abs(m - steps), -m))
+    pos = fitted[near][:-1].log()  # positive levels of the nearest fit
+    if len(pos) == 1:
+        return torch.cat([pos.exp().expand(1), torch.zeros(1, dtype=torch.float64)])
+    u = torch.linspace(0, len(pos) - 1, steps, dtype=torch.float64)
+    lo = u.floor().long().clamp(max=len(pos) - 2)
+    w = u - lo
+    sig = (pos[lo] * (1 - w) + pos[lo + 1] * w).exp()
+    return torch.cat([sig, torch.zeros(1, dtype=torch.float64)])
