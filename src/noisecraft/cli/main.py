@@ -13,6 +13,9 @@ import sys
 # name -> (module, one-line help). Add a command by adding a line here and a module beside this file.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("noisecraft.cli.demo", "train a small model on a built-in dataset and draw what it learned"),
+    "train": ("noisecraft.cli.train", "train a diffusion model from a run config; crash-proof, resumable"),
+    "sample": ("noisecraft.cli.sample", "draw samples from a trained run: PNGs and a grid, one seed per image"),
+    "export": ("noisecraft.cli.export", "export a run as a diffusers pipeline folder (optionally push it to the Hub)"),
 }
 
 

@@ -1,0 +1,41 @@
+"""Export a trained run as a diffusers pipeline folder, and optionally push it to the Hugging Face Hub.
+
+Discrete-VP runs (linear/cosine/... schedules, eps/v/x0) become a DDPMPipeline folder; EDM runs become the
+UNet plus an EDMEulerScheduler config. Only U-Net runs export (diffusers has no pixel-space DiT pipeline).
+
+examples:
+  noisecraft export runs/digits exported/digits
+  noisecraft export runs/digits exported/digits --raw            # training weights instead of EMA
+  noisecraft export runs/digits exported/digits --push me/digits-ddpm --private
+  python -c "from diffusers import DDPMPipeline as P; P.from_pretrained('exported/digits')().images[0].save('x.png')"
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run folder written by `noisecraft train` (latest checkpoint) or a checkpoint")
+    parser.add_argument("out", help="output folder for the diffusers pipeline")
+    parser.add_argument("--raw", action="store_true", help="export the raw training weights instead of the EMA")
+    parser.add_argument("--push", metavar="REPO_ID", help="also upload the folder to this Hub model repo")
+    parser.add_argument("--private", action="store_true", help="create the Hub repo as private (with --push)")
+    parser.add_argument("--token", help="Hub token (default: the one saved by `huggingface-cli login`)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from noisecraft.interop.diffusers import export_diffusers
+    from noisecraft.training.checkpoint import load_run
+
+    denoiser, schedule, cfg = load_run(args.run, ema=not args.raw)
+    denoiser.config = cfg.model
+    folder = export_diffusers(denoiser, schedule, args.out)
+    kind = "DDPMPipeline" if (folder / "model_index.json").is_file() else "UNet2DModel + EDMEulerScheduler"
+    print(f"exported {args.run} as a diffusers {kind} folder: {folder}")
+    if args.push:
+        from noisecraft.interop.hub import push_to_hub
+
+        url = push_to_hub(folder, args.push, token=args.token, private=args.private)
+        print(f"pushed to {url}")
+    return 0
