@@ -64,6 +64,19 @@ _EXPORTS: dict[str, str] = {
     # models and data
     "MLP": "noisecraft.models.mlp",
     "toy_data": "noisecraft.data.toys",
+    "DataConfig": "noisecraft.data.config",
+    "make_dataset": "noisecraft.data.datasets",
+    "scan_images": "noisecraft.data.scan",
+    "ModelConfig": "noisecraft.models.factory",
+    "build_denoiser": "noisecraft.models.factory",
+    "build_unet": "noisecraft.models.unet",
+    "build_dit": "noisecraft.models.dit",
+    # interop
+    "export_diffusers": "noisecraft.interop.diffusers",
+    "load_diffusers": "noisecraft.interop.diffusers",
+    "schedule_from_diffusers": "noisecraft.interop.diffusers",
+    "push_to_hub": "noisecraft.interop.hub",
+    "load_from_hub": "noisecraft.interop.hub",
     # errors
     "NoisecraftError": "noisecraft.errors",
 }

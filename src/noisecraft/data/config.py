@@ -80,8 +80,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source:
             raise NoisecraftError(
-                "data source must be a non-empty string: digits, fashion-mnist, "
-                "toy:<name>, hf:<name> or a folder path"
+                "data source must be a non-empty string: digits, fashion-mnist, toy:<name>, hf:<name> or a folder path"
             )
         if source_kind(self.source) == "toy":
             from noisecraft.data.toys import TOYS
@@ -89,8 +88,7 @@ class DataConfig:
             check_choice("toy dataset", self.source[4:], TOYS)
         if source_kind(self.source) == "hf" and len(self.source) <= 3:
             raise NoisecraftError(
-                "data source 'hf:' needs a dataset name or path, "
-                "e.g. hf:huggan/smithsonian_butterflies_subset"
+                "data source 'hf:' needs a dataset name or path, e.g. hf:huggan/smithsonian_butterflies_subset"
             )
         _int("resolution", self.resolution, 1, 4096)
         if self.channels not in (1, 3) or isinstance(self.channels, bool):
@@ -101,18 +99,14 @@ class DataConfig:
         check_choice("crop", self.crop, CROPS)
         check_choice("resize_filter", self.resize_filter, RESIZE_FILTERS)
         if not isinstance(self.max_bad_fraction, int | float) or not 0 <= self.max_bad_fraction <= 1:
-            raise NoisecraftError(
-                f"max_bad_fraction must be a number in [0, 1], got {self.max_bad_fraction!r}"
-            )
+            raise NoisecraftError(f"max_bad_fraction must be a number in [0, 1], got {self.max_bad_fraction!r}")
         _int("max_pixels", self.max_pixels, 1, None)
         _int("seed", self.seed, 0, None)
         _int("toy_size", self.toy_size, 1, None)
         if self.limit is not None:
             _int("limit", self.limit, 1, None)
         if self.captions and source_kind(self.source) in ("builtin", "toy"):
-            raise NoisecraftError(
-                f"captions=True needs a folder or hf source; {self.source!r} has no captions"
-            )
+            raise NoisecraftError(f"captions=True needs a folder or hf source; {self.source!r} has no captions")
         if self.labels and source_kind(self.source) == "toy" and self.source[4:] not in ("8gaussians", "gmm"):
             raise NoisecraftError(
                 "labels=True on a toy source needs toy:8gaussians or toy:gmm (mixtures with components)"
@@ -143,7 +137,5 @@ def _from_dict(cls: type, d: dict[str, Any], what: str):
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(d) - set(names))
     if unknown:
-        raise NoisecraftError(
-            f"unknown {what} config key(s) {', '.join(unknown)}; valid keys: {', '.join(names)}"
-        )
+        raise NoisecraftError(f"unknown {what} config key(s) {', '.join(unknown)}; valid keys: {', '.join(names)}")
     return cls(**d)

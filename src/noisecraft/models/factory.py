@@ -67,17 +67,15 @@ class ModelConfig:
                 raise NoisecraftError(f"{name} must be an integer >= {lo}, got {v!r}")
         if self.arch != "mlp" and self.channels not in (1, 3, 4):
             raise NoisecraftError(f"channels must be 1, 3 or 4 for arch {self.arch!r}, got {self.channels}")
-        if self.sigma_data is not None and not (
-            isinstance(self.sigma_data, int | float) and self.sigma_data > 0
-        ):
+        if self.sigma_data is not None and not (isinstance(self.sigma_data, int | float) and self.sigma_data > 0):
             raise NoisecraftError(f"sigma_data must be a positive number, got {self.sigma_data!r}")
         for name in ("schedule_kwargs", "net_kwargs"):
             if not isinstance(getattr(self, name), dict):
                 raise NoisecraftError(f"{name} must be a mapping of keyword arguments")
+            # tuples become lists, as JSON would make them, so a config equals its own round trip
+            setattr(self, name, {k: list(v) if isinstance(v, tuple) else v for k, v in getattr(self, name).items()})
         if self.resolved_noise_input == "t" and self.schedule == "edm":
-            raise NoisecraftError(
-                "noise_input 't' with the edm schedule is σ itself; use noise_input 'log_sigma'"
-            )
+            raise NoisecraftError("noise_input 't' with the edm schedule is σ itself; use noise_input 'log_sigma'")
 
     @property
     def discrete(self) -> bool:
@@ -111,9 +109,7 @@ class ModelConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(names))
         if unknown:
-            raise NoisecraftError(
-                f"unknown model config key(s) {', '.join(unknown)}; valid keys: {', '.join(names)}"
-            )
+            raise NoisecraftError(f"unknown model config key(s) {', '.join(unknown)}; valid keys: {', '.join(names)}")
         return cls(**d)
 
 
@@ -149,9 +145,7 @@ def build_net(cfg: ModelConfig) -> nn.Module:
     from noisecraft.models.mlp import MLP
 
     try:
-        mlp = MLP(
-            dim=cfg.shape[0], num_classes=cfg.num_classes, **{**MLP_PRESETS[cfg.preset], **cfg.net_kwargs}
-        )
+        mlp = MLP(dim=cfg.shape[0], num_classes=cfg.num_classes, **{**MLP_PRESETS[cfg.preset], **cfg.net_kwargs})
     except TypeError as e:
         raise NoisecraftError(f"bad mlp net_kwargs: {e}") from None
     return FlatMLP(mlp)
@@ -164,9 +158,7 @@ def build_schedule(cfg: ModelConfig) -> Schedule:
 def build_denoiser(cfg: ModelConfig) -> tuple[PreconditionedDenoiser, Schedule]:
     """Build the network of `cfg` and wrap it: D(x; σ) = c_skip·x + c_out·F(c_in·x, c_noise)."""
     schedule = build_schedule(cfg)
-    precond = Preconditioner(
-        cfg.parameterisation, cfg.resolved_sigma_data, cfg.resolved_noise_input, schedule
-    )
+    precond = Preconditioner(cfg.parameterisation, cfg.resolved_sigma_data, cfg.resolved_noise_input, schedule)
     denoiser = PreconditionedDenoiser(build_net(cfg), precond)
     denoiser.config = cfg  # type: ignore[assignment]  # kept for export and checkpoints
     return denoiser, schedule

@@ -74,9 +74,7 @@ class UNetNet(nn.Module):
                 class_labels = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
             class_labels = torch.as_tensor(class_labels, device=x.device).long().reshape(x.shape[0])
         elif class_labels is not None:
-            raise NoisecraftError(
-                "class_labels given to an unconditional U-Net; build it with num_classes > 0"
-            )
+            raise NoisecraftError("class_labels given to an unconditional U-Net; build it with num_classes > 0")
         return self.unet(x, c_noise, class_labels=class_labels).sample
 
 
