@@ -51,17 +51,24 @@ def _solve_step(step, target: Tensor, x: Tensor, iters: int, ratio: float) -> Te
     would need about 1/r iterations) and keeps c = 1 near σ = 0 (J_D ≈ I).
     """
     c_max = 1.0 / ratio if ratio > 0 else 1.0
-    c = torch.ones(x.shape[0], *([1] * (x.ndim - 1)), dtype=x.dtype, device=x.device)  # (B, 1, ...)
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # (B, 1, ...)
+    c = torch.ones(shape, dtype=x.dtype, device=x.device)
     prev = None
     for _ in range(iters):
         res = target - step(x)  # (B, ...)
+        rn = res.flatten(1).norm(dim=1)  # (B,)
         if prev is not None:
-            dx, dres = x - prev[0], res - prev[1]  # dres = −A·dx
-            num = dx.flatten(1).pow(2).sum(1)
+            px, pres, prn = prev
+            dx, dres = x - px, res - pres  # dres = −A·dx
             den = -(dx * dres).flatten(1).sum(1)
-            est = torch.where(den > 0, num / den.clamp(min=1e-30), torch.ones_like(num))
-            c = est.clamp(1.0, c_max).reshape(c.shape).to(x.dtype)
-        prev = (x, res)
+            est = torch.where(den > 0, dx.flatten(1).pow(2).sum(1) / den.clamp(min=1e-30), torch.ones_like(den))
+            c = est.clamp(1.0, c_max).reshape(shape).to(x.dtype)
+            # safeguard: a sample whose residual grew goes back to its previous iterate and takes c = 1 from there
+            worse = (rn > prn).reshape(shape)
+            x, res = torch.where(worse, px, x), torch.where(worse, pres, res)
+            rn = torch.where(worse.reshape(-1), prn, rn)
+            c = torch.where(worse, torch.ones_like(c), c)
+        prev = (x, res, rn)
         x = x + c * res
     return x
 
@@ -94,9 +101,11 @@ def invert(
     cond = cond or {}
     for i in reversed(range(len(sigmas) - 1)):
         s_hi, s_lo = sigmas[i], sigmas[i + 1]
-        # explicit (DDIM) step up σ' → σ, with the derivative taken at (x_σ', σ): x_σ ≈ x_σ' inside the model
-        x0 = denoiser(x, s_hi, **cond)
-        x_hi = x + (s_hi - s_lo).to(x.dtype) * to_d(x, s_hi, x0)
+        # explicit Euler step up σ' → σ on the PF-ODE; out of σ' = 0, where the ODE is singular, DDIM inversion's
+        # first step x + σ·ε̂(x, σ), the derivative taken at the target level
+        s_eval = s_lo if s_lo > 0 else s_hi
+        x0 = denoiser(x, s_eval, **cond)
+        x_hi = x + (s_hi - s_lo).to(x.dtype) * to_d(x, s_eval, x0)
         pair = sigmas[i : i + 2]
         x = _solve_step(
             lambda v, pair=pair: step(denoiser, v, pair, cond=cond, **knobs), x, x_hi, iters, float(s_lo / s_hi)
