@@ -79,6 +79,18 @@ def repaint_schedule(steps: int, jump_length: int = 10, resample: int = 10) -> l
     return path
 
 
+def _check_single_steps(sampler: str | Sampler) -> None:
+    """RePaint calls the sampler on single σ pairs that need not end at 0: refuse samplers that require it."""
+    from noisecraft.sampling.samplers import SAMPLER_SPECS
+
+    spec = SAMPLER_SPECS.get(sampler) if isinstance(sampler, str) else None
+    if spec is not None and getattr(spec, "final_zero", False):
+        raise NoisecraftError(
+            f"sampler {sampler!r} needs its σ list to end at 0, so it cannot take RePaint's single steps; "
+            "use ddim (eta=1 is the DDPM step), euler, heun or euler_ancestral"
+        )
+
+
 @torch.no_grad()
 def inpaint(
     denoiser: Denoiser,
@@ -101,7 +113,8 @@ def inpaint(
         mask: 1 = generate, 0 = keep; any shape that broadcasts to x ((H, W), (1, H, W), (B, C, H, W), ...).
         sigmas: descending σ list ending at 0 (schedule.sample_sigmas(steps)).
         method: "replace" or "repaint".
-        sampler: a registry name or function; default "euler" for replace, "ddpm" for repaint (as in the paper).
+        sampler: a registry name or function; default "euler" for replace, and for repaint "ddim" with eta=1,
+            i.e. the DDPM posterior step of the paper.
             RePaint calls it one step at a time, so multistep samplers run as their first-order start step.
         jump_length, resample: RePaint's jump length j and number of resamplings r (ignored by "replace").
     """
@@ -110,7 +123,12 @@ def inpaint(
     keep = 1 - check_mask(mask, x)  # (B, ...)
     if ((keep != 0) & (keep != 1)).any():
         raise NoisecraftError("mask values must be 0 (keep) or 1 (generate)")
-    run = resolve_sampler(sampler or ("euler" if method == "replace" else "ddpm"))
+    sampler = sampler or ("euler" if method == "replace" else "ddim")
+    if method == "repaint":
+        _check_single_steps(sampler)
+        if sampler == "ddim":
+            knobs.setdefault("eta", 1.0)  # DDIM with η = 1 is the DDPM posterior step RePaint uses
+    run = resolve_sampler(sampler)
     s_max = sigmas[0].to(x.dtype)
     if method == "replace":
         eps = randn(x.shape, generator, x.dtype, x.device)
