@@ -30,7 +30,7 @@ from noisecraft.errors import NoisecraftError, check_choice
 
 
 @runtime_checkable
-class NoisyClassifier(Protocol):
+class Classifier(Protocol):
     """A noise-conditioned classifier: logits (B, K) of p(y | x_σ, σ) for a VE state x (B, ...), σ (B,)."""
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor: ...
@@ -182,7 +182,7 @@ class ClassifierGuidedDenoiser:
     """
 
     def __init__(
-        self, denoiser: Denoiser, classifier: NoisyClassifier, scale: float, condition_model: bool = False
+        self, denoiser: Denoiser, classifier: Classifier, scale: float, condition_model: bool = False
     ):
         self.denoiser = denoiser
         self.classifier = classifier
@@ -269,7 +269,7 @@ def build_guided_denoiser(
     cfg_scale: float | None = None,
     cfg_interval: tuple[float, float] | str | None = None,
     cfg_rescale: float = 0.0,
-    classifier: NoisyClassifier | None = None,
+    classifier: Classifier | None = None,
     classifier_scale: float = 1.0,
     num_classes: int | None = None,
     null_label: int | None = None,
