@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("noisecraft.cli.train", "train a diffusion model from a run config; crash-proof, resumable"),
     "sample": ("noisecraft.cli.sample", "draw samples from a trained run: PNGs and a grid, one seed per image"),
     "export": ("noisecraft.cli.export", "export a run as a diffusers pipeline folder (optionally push it to the Hub)"),
+    "eval": ("noisecraft.cli.eval", "score a run or a folder of samples: FD, KID, precision/recall (+ NLL), with protocol"),
+    "show": ("noisecraft.cli.show", "draw the pictures of diffusion: schedules, forward process, trajectories, ..."),
 }
 
 
