@@ -258,6 +258,7 @@ def train_classifier(
         if log is not None:
             log.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    opt.zero_grad(set_to_none=True)
     return model.eval()
 
 
