@@ -160,10 +160,10 @@ def test_load_diffusers_samples_like_diffusers_ddim(tmp_path: Path) -> None:
     unet, _ = make_diffusers_folder(tmp_path / "pipe", beta_schedule="linear", timestep_spacing="leading")
     denoiser, schedule = load_diffusers(tmp_path / "pipe")
     assert denoiser.timestep_spacing == "leading"
-    ddim = DDIMPipeline(unet=unet, scheduler=DDIMScheduler.from_pretrained(tmp_path / "pipe", subfolder="scheduler"))
+    # diffusers' DDPM default clip_sample=True clamps x̂0 to [-1, 1]; noisecraft's samplers never clip
+    scheduler = DDIMScheduler.from_pretrained(tmp_path / "pipe", subfolder="scheduler", clip_sample=False)
+    ddim = DDIMPipeline(unet=unet, scheduler=scheduler)
     ddim.set_progress_bar_config(disable=True)
-    ddim.scheduler.config.clip_sample = False
-    ddim.scheduler.register_to_config(clip_sample=False)
     theirs = ddim(
         batch_size=2, generator=torch.Generator().manual_seed(1), num_inference_steps=10, eta=0.0, output_type="np"
     )
