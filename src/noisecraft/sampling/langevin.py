@@ -64,7 +64,8 @@ def annealed_langevin(
         yield model.step(i, s, s_next, x, x0)
 
 
-PREDICTORS = ("reverse_diffusion", "ancestral", "euler", "none")
+PREDICTORS = ("reverse_diffusion", "ancestral", "euler")
+STEP_RULES = ("snr", "sigma")
 
 
 @register(
@@ -82,11 +83,18 @@ def predictor_corrector(
     snr: float = 0.16,
     n_corrector: int = 1,
     predictor: str = "reverse_diffusion",
+    step_rule: str = "sigma",
 ) -> Iterator[Step]:
-    """Per level: n_corrector Langevin steps with δ = 2(snr·‖z‖/‖∇log p‖)² (per sample), then the predictor
-    σ → σ': "reverse_diffusion" (Euler–Maruyama on the reverse VE SDE: x + (σ²−σ'²)∇log p + √(σ²−σ'²)z),
-    "ancestral" (the DDPM posterior), "euler" (PF-ODE) or "none" (corrector only)."""
+    """Per level: n_corrector Langevin steps, then the predictor σ → σ': "reverse_diffusion" (Euler–Maruyama on
+    the reverse VE SDE: x + (σ²−σ'²)∇log p + √(σ²−σ'²)z), "ancestral" (the DDPM posterior) or "euler" (PF-ODE).
+
+    Corrector step δ: step_rule="sigma" (default) uses the state-independent δ = 2·snr²·σ² (Song et al.'s
+    rule with ‖z‖² ≈ d and ‖∇log p‖² ≈ d/σ², its value when noise dominates). step_rule="snr" is Song et al.'s
+    δ = 2(snr·‖z‖/‖∇log p‖)² with the norms taken per sample (theirs average over the batch, which would make a
+    sample depend on its batch); such a state-dependent δ biases the chain, visibly in low dimension
+    (tests/test_samplers_exact.py measures it on a 2-D mixture)."""
     check_choice("predictor", predictor, PREDICTORS)
+    check_choice("step_rule", step_rule, STEP_RULES)
     if n_corrector < 0 or snr <= 0:
         raise NoisecraftError(f"pc needs n_corrector >= 0 and snr > 0, got {n_corrector}, {snr}")
     sig = sigmas.tolist()
@@ -95,9 +103,15 @@ def predictor_corrector(
         for _ in range(n_corrector):
             x0 = model(x, s)
             g, z = score(x, x0, s), noise_like(x, generator)
+            if step_rule == "sigma":
+                x = langevin_step(x, x0, s, 2 * snr**2 * s**2, z)
+                continue
             g_norm = g.reshape(len(g), -1).double().norm(dim=1)
             z_norm = z.reshape(len(z), -1).double().norm(dim=1)
-            x = langevin_step(x, x0, s, 2 * (snr * z_norm / g_norm.clamp(min=1e-30)) ** 2, z)
+            # δ = 2(snr‖z‖/‖g‖)², per sample; capped at σ² (the step is then stable even where one sample's
+            # score is nearly 0, which batch-averaged norms hide and per-sample norms expose in low dimension).
+            delta = (2 * (snr * z_norm / g_norm.clamp(min=1e-30)) ** 2).clamp(max=s**2)
+            x = langevin_step(x, x0, s, delta, z)
         x0 = model(x, s)
         if predictor == "reverse_diffusion":
             x = x + (s**2 - s_next**2) * score(x, x0, s)
