@@ -142,6 +142,8 @@ def iterate(
     sigmas = check_sigmas(torch.as_tensor(sigmas, dtype=torch.float64).cpu(), final_zero=spec.final_zero)
     if not torch.is_tensor(x) or x.ndim < 1:
         raise NoisecraftError("x must be a batched tensor (B, ...)")
+    if isinstance(generator, list | tuple) and len(generator) != x.shape[0]:
+        raise NoisecraftError(f"got {len(generator)} generators for a batch of {x.shape[0]}; pass one per sample")
     valid = sampler_knobs(name)
     bad = sorted(set(knobs) - set(valid))
     if bad:
