@@ -1,0 +1,111 @@
+"""The training loop's parts: LR schedule, deterministic disjoint data shards, label dropout, the NaN guard."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pytest
+import torch
+
+from noisecraft.errors import NoisecraftError
+from noisecraft.training import checkpoint as ckpt
+from noisecraft.training.config import OptimConfig, TrainConfig
+from noisecraft.training.loop import train
+from noisecraft.training.setup import BatchSource, batch_indices, drop_labels, lr_at
+
+
+def toy_cfg(tmp_path, **top) -> TrainConfig:
+    d = {
+        "data": {"source": "toy:moons"},
+        "model": {"arch": "mlp", "channels": 2, "resolution": 1},
+        "trackers": [],
+        "sample_every": 0,
+        "out_dir": str(tmp_path / "run"),
+        **top,
+    }
+    return TrainConfig.from_dict(d)
+
+
+def test_lr_warmup_then_cosine_to_floor():
+    o = OptimConfig(lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    lrs = [lr_at(s, o, 100) for s in range(100)]
+    assert lrs[:10] == pytest.approx([1e-3 * (s + 1) / 10 for s in range(10)])
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+    assert lrs[10] == pytest.approx(1e-3) and lr_at(100, o, 100) == pytest.approx(1e-4)
+
+
+def test_each_epoch_visits_every_item_once_and_order_depends_only_on_seed():
+    n = 37
+    idx = batch_indices(n, seed=3, start=0, size=3 * n)
+    for e in range(3):
+        assert sorted(idx[e * n : (e + 1) * n].tolist()) == list(range(n))
+    assert not torch.equal(idx[:n], idx[n : 2 * n])  # reshuffled each epoch
+    assert torch.equal(batch_indices(n, 3, 50, 20), idx[50:70])  # random access = streaming
+    assert not torch.equal(batch_indices(n, 4, 0, n), idx[:n])
+
+
+def test_shards_of_processes_and_accumulation_steps_are_disjoint_and_cover_the_step():
+    cfg = TrainConfig.from_dict(
+        {
+            "data": {"source": "toy:moons"},
+            "model": {"arch": "mlp", "channels": 2, "resolution": 1},
+            "batch_size": 24,
+            "optim": {"grad_accum": 3},
+        }
+    )
+    data = list(range(1000))
+    sources = [BatchSource(data, cfg, rank, 2, cache=False, flip=False) for rank in range(2)]
+    for step in (0, 5):
+        shards = [s.indices(step, m) for s in sources for m in range(3)]
+        assert all(len(sh) == 4 for sh in shards)
+        got = torch.cat(shards)
+        assert len(set(got.tolist())) == 24
+        assert sorted(got.tolist()) == sorted(batch_indices(1000, cfg.seed, step * 24, 24).tolist())
+    with pytest.raises(NoisecraftError, match="divide"):
+        BatchSource(data, cfg, 0, 5, cache=False, flip=False)
+
+
+def test_label_dropout_rate_and_null_label():
+    labels = torch.randint(0, 10, (20000,), generator=torch.Generator().manual_seed(0))
+    out = drop_labels(labels, 0.2, 10, torch.Generator().manual_seed(1))
+    dropped = out == 10
+    assert abs(dropped.float().mean().item() - 0.2) < 4 * math.sqrt(0.2 * 0.8 / 20000)
+    assert torch.equal(out[~dropped], labels[~dropped])
+    assert torch.equal(drop_labels(labels, 0.0, 10, torch.Generator()), labels)
+
+
+class PoisonAfter(torch.utils.data.Dataset):
+    """Finite 2-D points, except items fetched in the window [start, stop) of fetch counts are NaN."""
+
+    def __init__(self, start: int, stop: int):
+        self.x = torch.randn(256, 2, generator=torch.Generator().manual_seed(0))
+        self.fetches, self.start, self.stop = 0, start, stop
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        self.fetches += 1
+        bad = self.start <= self.fetches - 1 < self.stop
+        return {"x": torch.full((2,), float("nan")) if bad else self.x[i]}
+
+
+def test_nan_guard_aborts_after_k_bad_steps_keeping_the_last_good_checkpoint(tmp_path):
+    cfg = toy_cfg(tmp_path, steps=40, batch_size=8, checkpoint_every=5, max_bad_steps=3)
+    with pytest.raises(NoisecraftError, match="3 steps in a row") as e:
+        train(cfg, dataset=PoisonAfter(8 * 12, 10**9), progress=False)  # steps 13, 14, 15 are NaN
+    last = ckpt.latest_checkpoint(cfg.out_dir)
+    assert last.name == "step-00000010" and str(last) in str(e.value)
+    weights = ckpt.load_tensors(last / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_nan_guard_skips_isolated_bad_steps(tmp_path):
+    cfg = toy_cfg(tmp_path, steps=20, batch_size=8, checkpoint_every=20, max_bad_steps=2, log_every=1)
+    train(cfg, dataset=PoisonAfter(8 * 6, 8 * 7), progress=False)  # step 7 only
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["bad_steps"] for r in log][5:8] == [0, 1, 1] and log[-1]["step"] == 20
+    weights = ckpt.load_tensors(ckpt.latest_checkpoint(cfg.out_dir) / "ema.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
