@@ -6,6 +6,8 @@ Examples:
   noisecraft sample runs/digits --num 64
   noisecraft sample runs/digits --sampler ddpm --steps 100 --schedule trailing --seed 7 --out my_samples
   noisecraft sample runs/digits-cond --class 3 --num 16      # class-conditional model
+  noisecraft sample runs/digits-cond --class 3 --cfg 4 --cfg-interval 0.3,5 --cfg-rescale 0.7
+  noisecraft sample runs/digits --class 3 --classifier runs/clf-digits --classifier-scale 2
   noisecraft sample runs/roll --num 4000                      # 2-D toy: samples.png + samples.npy
 """
 
@@ -22,6 +24,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num", type=int, default=16, help="number of samples")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed+i")
     p.add_argument("--class", dest="class_label", type=int, default=None, help="class label (conditional models)")
+    g = p.add_argument_group("guidance (see docs/guidance.md)")
+    g.add_argument(
+        "--cfg",
+        dest="cfg_scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale w: 0 unconditional, 1 conditional, >1 stronger",
+    )
+    g.add_argument("--cfg-interval", default=None, help="apply CFG only for σ in (lo, hi], e.g. 0.3,5")
+    g.add_argument("--cfg-rescale", type=float, default=0.0, help="CFG rescale φ in [0, 1] (Lin et al. 2024)")
+    g.add_argument("--classifier", default=None, help="noisy classifier folder (noisecraft train-classifier)")
+    g.add_argument("--classifier-scale", type=float, default=1.0, help="classifier guidance scale s")
     p.add_argument("--batch-size", type=int, default=64, help="samples per forward pass (results do not depend on it)")
     p.add_argument("--raw", action="store_true", help="use the raw training weights instead of the EMA")
     p.add_argument("--out", default=None, help="output folder (default: RUN/generated)")
@@ -50,12 +64,25 @@ def run(args: argparse.Namespace) -> int:
     check_choice("sampler", args.sampler, SAMPLERS)
     denoiser, schedule, cfg = load_run(args.run, ema=not args.raw)
     labels = None
-    if args.class_label is not None:
-        k = cfg.model.num_classes
-        if not k:
-            raise NoisecraftError("--class needs a class-conditional model; this run has model.num_classes = 0")
-        if not 0 <= args.class_label < k:
-            raise NoisecraftError(f"--class must lie in [0, {k - 1}], got {args.class_label}")
+    if args.class_label is not None or args.cfg_scale is not None or args.classifier is not None:
+        from noisecraft.sampling.guidance import build_guided_denoiser
+
+        classifier = None
+        if args.classifier is not None:
+            from noisecraft.models.classifier import load_classifier
+
+            classifier = load_classifier(args.classifier)
+        denoiser = build_guided_denoiser(  # checks the class, the scales and the classifier's image size
+            denoiser,
+            class_label=args.class_label,
+            cfg_scale=args.cfg_scale,
+            cfg_interval=args.cfg_interval,
+            cfg_rescale=args.cfg_rescale,
+            classifier=classifier,
+            classifier_scale=args.classifier_scale,
+            num_classes=cfg.model.num_classes,
+            sample_shape=sample_shape(cfg),
+        )
         labels = torch.full((args.num,), args.class_label, dtype=torch.long)
     seeds = list(range(args.seed, args.seed + args.num))
     x = generate(

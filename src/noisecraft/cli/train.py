@@ -14,6 +14,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_compatible(cfg)
     last = train(cfg, resume=args.resume, progress=not args.no_progress)
-    print(f"done: {cfg.steps} steps; checkpoint {last}")
-    print(f"sample it: noisecraft sample {cfg.out_dir} --num 16")
+    if os.environ.get("RANK", "0") == "0":  # one report per run, not per process
+        print(f"done: {cfg.steps} steps; checkpoint {last}")
+        print(f"sample it: noisecraft sample {cfg.out_dir} --num 16")
     return 0

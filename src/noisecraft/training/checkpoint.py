@@ -104,7 +104,8 @@ def optimizer_from_files(opt: torch.optim.Optimizer, tensors: dict[str, Tensor],
     for key, value in meta["scalars"].items():
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})  # JSON turned the betas tuple into a list
 
 
 def rng_state(generator: torch.Generator | None) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -45,7 +45,13 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
     last = ckpt.latest_checkpoint(out)
     if last is not None and not resume:
         raise NoisecraftError(f"{out} already holds checkpoints: pass --resume to continue, or choose a new --out")
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, log_with=cfg.trackers or None, project_dir=str(out))
+    # cpu=True on a machine without CUDA makes torchrun/accelerate-launched processes form a gloo group
+    acc = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        log_with=cfg.trackers or None,
+        project_dir=str(out),
+        cpu=not torch.cuda.is_available(),
+    )
     rank, world = acc.process_index, acc.num_processes
     torch.manual_seed(cfg.seed)  # identical initial weights in every process
     denoiser, schedule = build_model(cfg)
