@@ -212,3 +212,24 @@ def test_export_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert main(["export", str(tmp_path / "no-run"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("noisecraft export: error:") and "\n" not in err
+
+
+def test_export_cli_writes_a_pipeline(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The command's glue: load_run (stubbed with an in-memory model) → export → a loadable pipeline folder."""
+    import types
+
+    import noisecraft.training.checkpoint as checkpoint
+    from noisecraft.cli.main import main
+
+    denoiser, sched = tiny_model(parameterisation="v")
+    seen = {}
+
+    def fake_load_run(path, ema=True):
+        seen.update(path=path, ema=ema)
+        return denoiser, sched, types.SimpleNamespace(model=denoiser.config)
+
+    monkeypatch.setattr(checkpoint, "load_run", fake_load_run)
+    assert main(["export", "some-run", str(tmp_path / "out"), "--raw"]) == 0
+    assert seen == {"path": "some-run", "ema": False} and "DDPMPipeline" in capsys.readouterr().out
+    loaded, _ = load_diffusers(tmp_path / "out")
+    assert loaded.config == denoiser.config
