@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("noisecraft.cli.export", "export a run as a diffusers pipeline folder (optionally push it to the Hub)"),
     "eval": ("noisecraft.cli.eval", "score a run or a folder of samples: FD, KID, precision/recall (+ NLL), with protocol"),
     "show": ("noisecraft.cli.show", "draw the pictures of diffusion: schedules, forward process, trajectories, ..."),
+    "train-classifier": ("noisecraft.cli.train_classifier", "train a noisy classifier for classifier guidance"),
+    "sweep": ("noisecraft.cli.sweep", "image grid over guidance scales × classes for a class-conditional run"),
     "edit": ("noisecraft.cli.edit", "edit real images: img2img, inpaint/outpaint, invert, interpolate, class swap"),
 }
 

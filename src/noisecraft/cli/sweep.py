@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.sampling.guidance import build_guided_denoiser
     from noisecraft.training.checkpoint import load_run
     from noisecraft.training.samples import generate, save_grid
+    from noisecraft.training.setup import sample_shape
 
     denoiser, schedule, cfg = load_run(args.run)
     classifier = None
@@ -81,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
         from noisecraft.models.classifier import load_classifier
 
         classifier = load_classifier(args.classifier)
-    image_shape = (cfg.model.channels, cfg.model.resolution, cfg.model.resolution)
-    if cfg.model.arch == "mlp" and cfg.model.resolution == 1:
+    shape = sample_shape(cfg)
+    if len(shape) != 3:
         raise NoisecraftError("sweep draws image grids; this run is a 2-D toy model")
     n = args.per_cell
     seeds = list(range(args.seed, args.seed + n))
@@ -99,11 +100,11 @@ def run(args: argparse.Namespace) -> int:
                 classifier=classifier,
                 classifier_scale=s,
                 num_classes=cfg.model.num_classes,
-                sample_shape=cfg.model.shape,
+                sample_shape=shape,
             )
-            x = generate(guided, schedule, cfg.model.shape, seeds, sampler=args.sampler, steps=args.steps,
+            x = generate(guided, schedule, shape, seeds, sampler=args.sampler, steps=args.steps,
                          class_labels=torch.full((n,), k, dtype=torch.long))  # fmt: skip
-            cells.append(x.reshape(n, *image_shape))
+            cells.append(x)
         rows.append(torch.cat(cells))
         print(f"class {k}: {len(scales)} scales done")
     out = Path(args.out or Path(args.run) / "sweep")

@@ -300,7 +300,8 @@ def build_guided_denoiser(
     labels = torch.as_tensor(class_label, dtype=torch.long).reshape(-1)
     valid = num_classes if num_classes else clf_classes
     if valid is not None and ((labels < 0) | (labels >= valid)).any():
-        raise NoisecraftError(f"class label {labels.tolist()} is outside the model's labels 0..{valid - 1}")
+        bad = [v for v in labels.tolist() if not 0 <= v < valid]
+        raise NoisecraftError(f"class {bad[0]} is outside the model's labels 0..{valid - 1}")
     if (labels < 0).any():
         raise NoisecraftError(f"class labels must be >= 0, got {labels.tolist()}")
     if classifier is not None:
