@@ -64,7 +64,7 @@ def step_sigmas(schedule: Schedule, steps: int, spacing: str | None = None, rho:
     for prefix in ("optimised:", "optimized:"):
         if name.startswith(prefix):
             return load_schedule(name[len(prefix) :], steps)
-    valid = ", ".join(sorted(set(STEP_SCHEDULES) - {"optimised:<path>"}) | {"optimised:<path>"})
+    valid = ", ".join(sorted(STEP_SCHEDULES))
     raise NoisecraftError(f"unknown step schedule {name!r}; valid choices: {valid}")
 
 
