@@ -61,6 +61,16 @@ _EXPORTS: dict[str, str] = {
     "sample_ddpm": "noisecraft.sampling.samplers",
     "sample_euler": "noisecraft.sampling.samplers",
     "per_sample_generators": "noisecraft.sampling.noise",
+    # guidance (classifier-free and classifier guidance as denoiser transforms)
+    "CFGDenoiser": "noisecraft.sampling.guidance",
+    "ClassifierGuidedDenoiser": "noisecraft.sampling.guidance",
+    "ClassConditioned": "noisecraft.sampling.guidance",
+    "MixtureClassifier": "noisecraft.sampling.guidance",
+    "build_guided_denoiser": "noisecraft.sampling.guidance",
+    "NoisyClassifier": "noisecraft.models.classifier",
+    "ClassifierConfig": "noisecraft.models.classifier",
+    "train_classifier": "noisecraft.models.classifier",
+    "load_classifier": "noisecraft.models.classifier",
     # models and data
     "MLP": "noisecraft.models.mlp",
     "toy_data": "noisecraft.data.toys",
