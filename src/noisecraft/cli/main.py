@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-classifier": ("noisecraft.cli.train_classifier", "train a noisy classifier for classifier guidance"),
     "sweep": ("noisecraft.cli.sweep", "image grid over guidance scales × classes for a class-conditional run"),
     "edit": ("noisecraft.cli.edit", "edit real images: img2img, inpaint/outpaint, invert, interpolate, class swap"),
+    "samplers": ("noisecraft.cli.samplers", "list samplers and step schedules; fit an optimised step schedule to a run"),
 }
 
 
