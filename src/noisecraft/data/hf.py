@@ -107,6 +107,8 @@ class HFDataset(ImageDataset):
         value = self.ds[index][self.image_column]
         if isinstance(value, Image.Image):
             return value
+        if isinstance(value, str):  # a column of file paths
+            return open_image(value, self.cfg.max_pixels)
         if isinstance(value, dict):
             if value.get("bytes"):
                 return open_image(value["bytes"], self.cfg.max_pixels)
