@@ -173,6 +173,28 @@ def test_load_diffusers_samples_like_diffusers_ddim(tmp_path: Path) -> None:
     assert abs(theirs.images - to_pixels(ours)).max() < TOL
 
 
+def test_clipped_denoiser_reproduces_clip_sample(tmp_path: Path) -> None:
+    """A foreign DDPM pipeline with clip_sample=True (diffusers' default): ClippedDenoiser matches it."""
+    from diffusers import DDPMPipeline
+
+    from noisecraft.interop.diffusers import ClippedDenoiser
+
+    make_diffusers_folder(tmp_path / "pipe", beta_schedule="linear", clip_sample=True, timestep_spacing="trailing")
+    denoiser, schedule = load_diffusers(tmp_path / "pipe")
+    assert denoiser.clip_sample and denoiser.clip_sample_range == 1.0
+    pipe = DDPMPipeline.from_pretrained(tmp_path / "pipe")
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe(batch_size=2, generator=torch.Generator().manual_seed(5), num_inference_steps=10, output_type="np")
+    sigmas = schedule.sample_sigmas(10, "trailing")
+    results = {}
+    for clip in (False, True):
+        g = torch.Generator().manual_seed(5)
+        x = torch.randn(2, 1, 8, 8, generator=g) * float((1 + sigmas[0] ** 2).sqrt())
+        model = ClippedDenoiser(denoiser, denoiser.clip_sample_range) if clip else denoiser
+        results[clip] = abs(theirs.images - to_pixels(get_sampler("ddpm")(model, x, sigmas, generator=g))).max()
+    assert results[True] < TOL < results[False]  # clipping matters for this net, and is reproduced
+
+
 def test_export_refuses_what_diffusers_cannot_represent(tmp_path: Path) -> None:
     cases = [
         (ModelConfig(arch="dit", resolution=8), "only U-Net"),

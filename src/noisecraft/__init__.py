@@ -98,6 +98,7 @@ _EXPORTS: dict[str, str] = {
     "export_diffusers": "noisecraft.interop.diffusers",
     "load_diffusers": "noisecraft.interop.diffusers",
     "schedule_from_diffusers": "noisecraft.interop.diffusers",
+    "ClippedDenoiser": "noisecraft.interop.diffusers",
     "push_to_hub": "noisecraft.interop.hub",
     "load_from_hub": "noisecraft.interop.hub",
     # errors

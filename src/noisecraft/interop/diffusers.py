@@ -135,6 +135,23 @@ def export_diffusers(denoiser: PreconditionedDenoiser, schedule: Schedule, folde
 
 # ----------------------------------------------------------------------------------------------------------
 # Import.
+class ClippedDenoiser(torch.nn.Module):
+    """D'(x, σ) = clamp(D(x, σ), −r, r): diffusers' ``clip_sample`` as a denoiser transform.
+
+    diffusers' DDPM/DDIM schedulers clamp the predicted x̂0 before the posterior step when the scheduler
+    config says ``clip_sample=True`` (its DDPM default); wrapping the loaded denoiser in this makes
+    noisecraft's samplers reproduce that.
+    """
+
+    def __init__(self, denoiser: torch.nn.Module, clip_range: float = 1.0):
+        super().__init__()
+        self.denoiser = denoiser
+        self.clip_range = float(clip_range)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **cond) -> torch.Tensor:
+        return self.denoiser(x, sigma, **cond).clamp(-self.clip_range, self.clip_range)
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
@@ -184,7 +201,9 @@ def load_diffusers(folder: str | Path) -> tuple[PreconditionedDenoiser, Schedule
     """Load a diffusers UNet2DModel pipeline folder (unet/ + scheduler/) as a noisecraft denoiser.
 
     The returned denoiser has ``.timestep_spacing`` (the scheduler's, e.g. "leading") so a sampler can use
-    ``schedule.sample_sigmas(steps, denoiser.timestep_spacing)`` to walk the same timesteps as diffusers.
+    ``schedule.sample_sigmas(steps, denoiser.timestep_spacing)`` to walk the same timesteps as diffusers, and
+    ``.clip_sample`` / ``.clip_sample_range`` from the config: wrap it in ``ClippedDenoiser`` to clip like
+    diffusers does.
     """
     from diffusers import UNet2DModel
 
@@ -207,6 +226,8 @@ def load_diffusers(folder: str | Path) -> tuple[PreconditionedDenoiser, Schedule
     num_classes = meta.get("num_classes", max((unet.config.num_class_embeds or 1) - 1, 0))
     denoiser = PreconditionedDenoiser(UNetNet(unet, num_classes), precond)
     denoiser.timestep_spacing = config.get("timestep_spacing", "leading")  # type: ignore[assignment]
+    denoiser.clip_sample = bool(config.get("clip_sample", False))  # type: ignore[assignment]
+    denoiser.clip_sample_range = float(config.get("clip_sample_range", 1.0))  # type: ignore[assignment]
     if "model_config" in meta:
         from noisecraft.models.factory import ModelConfig
 
