@@ -101,3 +101,23 @@ def test_optimised_schedule_beats_the_named_ones_for_ddim(fitted):
         best_named = min(err(step_sigmas(sch, n, name)) for name in ("karras", "logsnr", "linspace", "quadratic"))
         assert ours < 0.8 * best_named, (n, ours, best_named)
     assert math.isfinite(err(fit[5]))
+
+
+def test_refinement_for_a_sampler_lowers_its_error_on_fresh_noise():
+    """The DP schedule (DDIM proxy) refined for dpmpp_2m on calibration noise beats the DP one for dpmpp_2m on
+    independent noise, and stays a valid σ list."""
+    ang = torch.arange(6, dtype=torch.float64) * (2 * math.pi / 6)
+    gm = GaussianMixture(1.5 * torch.stack([ang.cos(), ang.sin()], 1), torch.full((6,), 0.01, dtype=torch.float64))
+    sch = make_schedule("linear")
+    kw = dict(shape=(2,), n=128, grid=64, dtype=torch.float64)
+    dp = fit_schedule(gm, sch, (5,), **kw)[5]
+    refined = fit_schedule(gm, sch, (5,), **kw, sampler="dpmpp_2m", refine_sweeps=4)[5]
+    assert refined[-1] == 0 and (refined[1:] < refined[:-1]).all() and refined[0] == dp[0]
+    x = float(dp[0]) * torch.randn(256, 2, generator=torch.Generator().manual_seed(42), dtype=torch.float64)
+    ends = torch.tensor([float(dp[0]), 1e-4], dtype=torch.float64)
+    ref = gm(get_sampler("adaptive")(gm, x, ends, rtol=1e-8, atol=1e-8, method="dopri5"), torch.tensor(1e-4))
+
+    def err(s):
+        return float((get_sampler("dpmpp_2m")(gm, x, s) - ref).pow(2).mean().sqrt())
+
+    assert err(refined) < 0.7 * err(dp), (err(refined), err(dp))

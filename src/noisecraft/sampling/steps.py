@@ -84,6 +84,10 @@ def fit_schedule(
     cond: dict | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
+    sampler: str | None = None,
+    knobs: dict | None = None,
+    refine_sweeps: int = 6,
+    refine_max_steps: int = 20,
 ) -> dict[int, Tensor]:
     """Fit one σ list per entry of `steps` to `denoiser` (≈ 2·grid network calls on a batch of n).
 
@@ -92,6 +96,10 @@ def fit_schedule(
         n: calibration batch size (noise drawn with `seed`).
         grid: number of candidate σ levels, log-spaced over [σ_min, σ_max] of `schedule`.
         sigma_data: data scale for the error weighting; estimated from the reference samples when None.
+        sampler: if given (a registry name, with `knobs`), the DP schedules of at most `refine_max_steps` steps
+            are then refined for that sampler: a pattern search in log σ over the interior levels that
+            minimises the sampler's measured RMS error against the reference endpoints of the calibration
+            batch (≤ refine_sweeps·2(N−1) sampler runs per N; the step is halved after a sweep without gain).
     Returns {N: (N+1,) float64 σ list ending at 0}.
     """
     steps = sorted({_steps_arg(int(s)) for s in steps})
@@ -141,7 +149,53 @@ def fit_schedule(
             k = int(arg[m, k])
             path.append(k)
         out[N] = torch.tensor([sig[k] for k in reversed(path)], dtype=torch.float64)
+    if sampler is not None:
+        x_cal = X[0]
+        for N in out:
+            if 1 < N <= refine_max_steps:
+                out[N] = _refine(denoiser, out[N], x_cal, X[-1], sampler, knobs or {}, cond, refine_sweeps, sig[-2])
     return out
+
+
+def _refine(
+    denoiser: Denoiser,
+    sigmas: Tensor,
+    x: Tensor,
+    ref: Tensor,
+    sampler: str,
+    knobs: dict,
+    cond: dict | None,
+    sweeps: int,
+    sigma_floor: float,
+) -> Tensor:
+    """Pattern search on log σ_1..σ_{N−1} (σ_0 = σ_max and the final 0 fixed) minimising the sampler's error."""
+    from noisecraft.sampling.samplers import get_sampler
+
+    fn = get_sampler(sampler)
+
+    def loss(logs: Tensor) -> float:
+        sig = torch.cat([sigmas[:1], logs.exp(), sigmas[-1:]])
+        return float((fn(denoiser, x, sig, cond=cond, **knobs) - ref).double().pow(2).mean())
+
+    logs = sigmas[1:-1].log()
+    top, floor = math.log(float(sigmas[0])), math.log(sigma_floor)
+    best, step = loss(logs), 0.5
+    for _ in range(sweeps):
+        improved = False
+        for i in range(len(logs)):
+            for sign in (1.0, -1.0):
+                cand = logs.clone()
+                cand[i] += sign * step
+                bounds = torch.cat([torch.tensor([top]), cand, torch.tensor([floor - 1e-9])])
+                if not (bounds[1:] < bounds[:-1]).all():
+                    continue
+                value = loss(cand)
+                if value < best:
+                    logs, best, improved = cand, value, True
+                    break
+        if not improved:
+            step /= 2
+    return torch.cat([sigmas[:1], logs.exp(), sigmas[-1:]])
 
 
 def save_schedule(path: str | Path, fitted: dict[int, Tensor], **meta) -> Path:
