@@ -18,8 +18,8 @@ from noisecraft.errors import NoisecraftError, check_choice
 
 DIT_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(num_layers=4, num_attention_heads=4, attention_head_dim=32, patch_size=2),  # ~1.4M parameters
-    "small": dict(num_layers=6, num_attention_heads=6, attention_head_dim=32, patch_size=2),
-    "guide-128": dict(num_layers=12, num_attention_heads=12, attention_head_dim=64, patch_size=8),  # DiT-B/8
+    "small": dict(num_layers=6, num_attention_heads=6, attention_head_dim=32, patch_size=2),  # ~4.6M
+    "guide-128": dict(num_layers=12, num_attention_heads=12, attention_head_dim=64, patch_size=8),  # DiT-B/8, ~138M
 }
 
 
