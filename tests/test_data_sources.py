@@ -130,10 +130,11 @@ def broken(tmp_path: Path) -> Path:
     corrupt[60:80] = b"\x00" * 20
     (root / "corrupt.png").write_bytes(bytes(corrupt))
     save(gradient(300, 300), root / "huge.png")  # bad only because of the pixel limit below
+    save(gradient(10, 10), root / "disguised.png", format="TIFF")  # a format outside the allow-list
     return root
 
 
-BAD = {"zero.png", "text.jpg", "truncated.png", "corrupt.png", "huge.png"}
+BAD = {"zero.png", "text.jpg", "truncated.png", "corrupt.png", "huge.png", "disguised.png"}
 
 
 def test_scan_reports_every_bad_file(broken: Path) -> None:
@@ -147,7 +148,7 @@ def test_scan_reports_every_bad_file(broken: Path) -> None:
 def test_bad_files_skipped_and_counted(broken: Path) -> None:
     cfg = DataConfig(source=str(broken), resolution=8, channels=3, max_pixels=10_000, max_bad_fraction=0.5)
     ds = make_dataset(cfg)
-    assert len(ds) == 13
+    assert len(ds) == 14
     xs = [ds[i]["x"] for i in range(len(ds))]  # never raises: bad items are replaced by the next good one
     assert all(x.shape == (3, 8, 8) for x in xs)
     assert ds.skipped == len(BAD) and {Path(ds.describe(i)).name for i in ds.bad} == BAD
@@ -158,13 +159,13 @@ def test_bad_fraction_cap_raises(broken: Path) -> None:
     with pytest.raises(NoisecraftError, match="max_bad_fraction") as e:
         for i in range(len(ds)):
             ds[i]
-    assert "\n" not in str(e.value) and ds.skipped == 3  # 3/13 > 0.2 is the first to break the cap
+    assert "\n" not in str(e.value) and ds.skipped == 3  # 3/14 > 0.2 is the first to break the cap
 
 
 def test_preflight_scan_drops_bad_files_or_refuses(broken: Path) -> None:
     ds = make_dataset(DataConfig(source=str(broken), resolution=8, max_pixels=10_000, scan=True, max_bad_fraction=0.5))
     assert len(ds) == 8 and len(ds.scan_report.bad) == len(BAD)
-    with pytest.raises(NoisecraftError, match="5 of 13"):
+    with pytest.raises(NoisecraftError, match="6 of 14"):
         make_dataset(DataConfig(source=str(broken), max_pixels=10_000, scan=True, max_bad_fraction=0.1))
 
 

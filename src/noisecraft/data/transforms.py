@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 # Pillow format names opened by noisecraft (Image.open(..., formats=...)): nothing else is ever parsed.
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 _FILTERS = {
