@@ -116,6 +116,19 @@ def test_colour_modes(tmp_path: Path) -> None:
         assert xs.shape == (4, channels, 6, 6) and xs.min() >= -1 and xs.max() <= 1 and ds.skipped == 0
 
 
+def test_large_jpeg_draft_decoding(tmp_path: Path) -> None:
+    """A big JPEG is decoded at reduced size (DCT scaling) yet gives nearly the full-decode result."""
+    from noisecraft.data.transforms import ImageTransform, open_image
+
+    save(gradient(640, 480), tmp_path / "big.jpg", quality=95)
+    fast = open_image(tmp_path / "big.jpg", draft=16)
+    full = open_image(tmp_path / "big.jpg")
+    assert full.size == (640, 480) and fast.size == (80, 60)  # 1/8 scale: the smallest with sides >= 16
+    t = ImageTransform(resolution=16, channels=3)
+    assert (t(fast) - t(full)).abs().max() < 0.05
+    assert make_dataset(DataConfig(source=str(tmp_path), resolution=16, channels=3))[0]["x"].shape == (3, 16, 16)
+
+
 @pytest.fixture
 def broken(tmp_path: Path) -> Path:
     """8 good images and one of each kind of bad file."""

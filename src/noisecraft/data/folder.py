@@ -110,7 +110,7 @@ class FolderDataset(ImageDataset):
         return len(self.files)
 
     def load(self, index: int) -> Image.Image:
-        return open_image(self.files[index], self.cfg.max_pixels)
+        return open_image(self.files[index], self.cfg.max_pixels, draft=self.cfg.resolution)
 
     def label(self, index: int) -> int:
         return self.labels[index]

@@ -108,12 +108,12 @@ class HFDataset(ImageDataset):
         if isinstance(value, Image.Image):
             return value
         if isinstance(value, str):  # a column of file paths
-            return open_image(value, self.cfg.max_pixels)
+            return open_image(value, self.cfg.max_pixels, draft=self.cfg.resolution)
         if isinstance(value, dict):
             if value.get("bytes"):
-                return open_image(value["bytes"], self.cfg.max_pixels)
+                return open_image(value["bytes"], self.cfg.max_pixels, draft=self.cfg.resolution)
             if value.get("path"):
-                return open_image(value["path"], self.cfg.max_pixels)
+                return open_image(value["path"], self.cfg.max_pixels, draft=self.cfg.resolution)
         raise BadImage(f"row {index} has no image data ({type(value).__name__})")
 
     def label(self, index: int) -> int:

@@ -36,11 +36,14 @@ class BadImage(Exception):
     """A file that cannot be used as an image (unreadable, corrupt, truncated, too large, not an image)."""
 
 
-def open_image(source: str | os.PathLike | bytes, max_pixels: int = 64_000_000) -> Image.Image:
+def open_image(
+    source: str | os.PathLike | bytes, max_pixels: int = 64_000_000, draft: int | None = None
+) -> Image.Image:
     """Open and fully decode one image from a path or raw bytes; raise BadImage with the reason.
 
     Only ALLOWED_FORMATS are tried, and the header's size is checked against `max_pixels` before any
-    pixel is decoded (decompression-bomb guard).
+    pixel is decoded (decompression-bomb guard). With `draft`, a JPEG is decoded directly at the smallest
+    power-of-two reduction whose sides stay >= draft (libjpeg's DCT scaling: much faster for large photos).
     """
     fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
     try:
@@ -58,6 +61,8 @@ def open_image(source: str | os.PathLike | bytes, max_pixels: int = 64_000_000) 
     if w == 0 or h == 0:
         raise BadImage("image has zero size")
     try:
+        if draft is not None and img.format == "JPEG":
+            img.draft(img.mode, (draft, draft))
         img.load()  # decodes everything: truncated or corrupt data fails here
     except Exception as e:
         raise BadImage(f"cannot decode ({type(e).__name__}: {e})") from None
