@@ -1,0 +1,37 @@
+"""`noisecraft samplers`: the listing, and fitting an optimised step schedule to a trained run, then sampling
+with it by name through `noisecraft sample`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from noisecraft.cli.main import main
+from noisecraft.sampling.samplers import SAMPLERS
+from noisecraft.sampling.steps import STEP_SCHEDULES
+
+
+def test_listing_names_every_sampler_and_schedule(capsys):
+    assert main(["samplers", "--knobs"]) == 0
+    out = capsys.readouterr().out
+    for name in [*SAMPLERS, *STEP_SCHEDULES]:
+        assert f"  {name} " in out, name
+    assert "knobs: eta=0.0" in out
+
+
+def test_fit_then_sample_with_the_optimised_schedule(tmp_path, capsys):
+    run = tmp_path / "run"
+    quiet = ["--no-progress", "--set", "trackers=[]", "--set", "sample_every=0"]
+    assert main(["train", "--data", "toy:moons", "--steps", "20", "--batch-size", "32", "--out", str(run), *quiet]) == 0
+    argv = ["samplers", "--fit", str(run), "--steps", "3,6", "--calibration", "16", "--grid", "24"]
+    assert main(argv) == 0
+    fitted = json.loads((run / "optimised_steps.json").read_text())["schedules"]
+    assert set(fitted) == {"3", "6"} and fitted["6"][-1] == 0
+    out = tmp_path / "samples"
+    argv = ["sample", str(run), "--sampler", "unipc", "--steps", "6", "--schedule", f"optimised:{run}"]
+    assert main([*argv, "--num", "5", "--out", str(out)]) == 0
+    x = np.load(out / "samples.npy")
+    assert x.shape == (5, 2) and np.isfinite(x).all()
+    assert main(["samplers", "--fit", str(run), "--steps", "3,x"]) == 2
+    assert "--steps must be comma-separated integers" in capsys.readouterr().err
