@@ -285,12 +285,12 @@ class DiscreteVP(Schedule):
         t = torch.as_tensor(t, dtype=torch.float64).clamp(0, self.num_timesteps - 1)
         lo = t.floor().long().clamp(max=self.num_timesteps - 2)
         w = t - lo
-        log_sig = self.sigmas.log()
+        log_sig = self.sigmas.to(t.device).log()
         return (log_sig[lo] * (1 - w) + log_sig[lo + 1] * w).exp()
 
     def t(self, sigma: Tensor) -> Tensor:
         sigma = torch.as_tensor(sigma, dtype=torch.float64)
-        log_sig = self.sigmas.log()
+        log_sig = self.sigmas.to(sigma.device).log()
         ls = sigma.clamp(min=self.sigma_min, max=self.sigma_max).log()
         hi = torch.searchsorted(log_sig, ls.reshape(-1).contiguous()).clamp(1, self.num_timesteps - 1)
         lo = hi - 1
