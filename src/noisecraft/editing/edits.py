@@ -45,10 +45,12 @@ def _solve_step(step, target: Tensor, x: Tensor, iters: int, ratio: float) -> Te
     """Solve step(x) = target (B, ...) by `iters` relaxed fixed-point iterations x ← x + c·(target − step(x)).
 
     For a sampler step σ → σ' with r = σ'/σ, step(x) ≈ A·x + b where A = r·I + (1 − r)·J_D has eigenvalues
-    in [r, 1] (J_D, the denoiser's Jacobian, has eigenvalues in [0, 1] for Gaussian data). The first iteration
-    uses c = 1 (always a contraction there); later ones use the secant estimate c = ⟨Δx, Δx⟩ / ⟨Δx, A·Δx⟩
-    per sample, clamped to [1, 1/r], which solves the step in one iteration at large σ (J_D ≈ 0, where c = 1
-    would need about 1/r iterations) and keeps c = 1 near σ = 0 (J_D ≈ I).
+    in [r, 1] when the denoiser's Jacobian J_D has them in [0, 1] (Gaussian data). c = 1 is then always a
+    contraction, but a slow one at large σ (J_D ≈ 0, A ≈ r·I: about 1/r iterations). After the first iteration
+    c is the secant estimate ⟨Δx, Δx⟩ / ⟨Δx, A·Δx⟩ per sample, clamped to [1, 1/r], which solves such a step
+    in one iteration. Safeguards (a mixture's J_D can leave [0, 1] near class boundaries): a sample whose
+    residual grew goes back to its previous iterate and takes c = 1, and a last secant step that was not
+    checked is checked (one more sampler step) and replaced by a c = 1 step from the best iterate if worse.
     """
     c_max = 1.0 / ratio if ratio > 0 else 1.0
     shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # (B, 1, ...)
@@ -63,13 +65,16 @@ def _solve_step(step, target: Tensor, x: Tensor, iters: int, ratio: float) -> Te
             den = -(dx * dres).flatten(1).sum(1)
             est = torch.where(den > 0, dx.flatten(1).pow(2).sum(1) / den.clamp(min=1e-30), torch.ones_like(den))
             c = est.clamp(1.0, c_max).reshape(shape).to(x.dtype)
-            # safeguard: a sample whose residual grew goes back to its previous iterate and takes c = 1 from there
-            worse = (rn > prn).reshape(shape)
-            x, res = torch.where(worse, px, x), torch.where(worse, pres, res)
-            rn = torch.where(worse.reshape(-1), prn, rn)
-            c = torch.where(worse, torch.ones_like(c), c)
+            worse = rn > prn  # (B,)
+            w = worse.reshape(shape)
+            x, res, rn = torch.where(w, px, x), torch.where(w, pres, res), torch.where(worse, prn, rn)
+            c = torch.where(w, torch.ones_like(c), c)
         prev = (x, res, rn)
         x = x + c * res
+    if prev is not None and (c > 1).any():  # check the last secant step
+        px, pres, prn = prev
+        worse = ((target - step(x)).flatten(1).norm(dim=1) > prn).reshape(shape)
+        x = torch.where(worse, px + pres, x)
     return x
 
 
