@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="classifier-free guidance scale w: 0 unconditional, 1 conditional, >1 stronger",
     )
     g.add_argument("--cfg-interval", default=None, help="apply CFG only for σ in (lo, hi], e.g. 0.3,5")
-    g.add_argument("--cfg-rescale", type=float, default=0.0, help="CFG rescale φ in [0, 1] (Lin et al. 2024)")
+    g.add_argument("--cfg-rescale", type=float, default=0.0, help="CFG rescale φ in [0, 1] (Lin et al. 2023)")
     g.add_argument("--classifier", default=None, help="noisy classifier folder (noisecraft train-classifier)")
     g.add_argument("--classifier-scale", type=float, default=1.0, help="classifier guidance scale s")
     p.add_argument("--batch-size", type=int, default=64, help="samples per forward pass (results do not depend on it)")

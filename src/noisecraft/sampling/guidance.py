@@ -89,7 +89,7 @@ class CFGDenoiser:
             noisecraft convention it is num_classes).
         interval: (σ_lo, σ_hi): guide only where σ_lo < σ <= σ_hi and use the plain conditional prediction
             elsewhere (Kynkäänniemi et al. 2024, "Applying guidance in a limited interval"). None: everywhere.
-        rescale: φ in [0, 1], CFG rescale (Lin et al. 2024, "Common diffusion noise schedules and sample
+        rescale: φ in [0, 1], CFG rescale (Lin et al. 2023, "Common diffusion noise schedules and sample
             steps are flawed", Sec. 3.4): the guided prediction is rescaled, per sample, to the
             std of the conditional prediction, and mixed: φ·rescaled + (1 − φ)·guided (in `rescale_space`).
         rescale_space: the parameterisation in which stds are matched: "v" (the paper's v-prediction models,
