@@ -3,7 +3,8 @@
 - ``BuiltinFeatures("digits" | "fashion-mnist")``: a small CNN classifier that noisecraft trains
   deterministically (fixed seed, one thread, fixed order) on the real training split, caches under
   $NOISECRAFT_CACHE or ~/.cache/noisecraft, and identifies by the SHA-256 of its weights. Features are the
-  penultimate layer (post-ReLU, 128-d), the analogue of Inception's pool3 for FID (Heusel et al. 2017).
+  penultimate layer (post-ReLU, 128-d, scaled to mean square 1 on the training split), the analogue of
+  Inception's pool3 for FID (Heusel et al. 2017).
   Scores computed with the same checksum are comparable between runs and machines that share the cache file.
 - ``InceptionFeatures(path)``: the standard FID network (InceptionV3, TF weights of 2015-12-05) loaded from a
   local TorchScript file; nothing is ever downloaded.
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 from noisecraft.errors import NoisecraftError, check_choice
 from noisecraft.evaluation.reference import NATIVE_RESOLUTION, REFERENCE_DATASETS, reference_images
 
-FEATURE_VERSION = 1  # bump when the architecture or the training recipe changes
+FEATURE_VERSION = 2  # bump when the architecture or the training recipe changes
 INCEPTION_HELP = (
     "FID with InceptionV3 needs a local TorchScript file of the standard FID weights, "
     "inception-2015-12-05.pt (the one StyleGAN2-ADA/StyleGAN3 and clean-fid use; download it once from "
@@ -65,9 +66,12 @@ class FeatureCNN(nn.Module):
             nn.ReLU(),
         )
         self.head = nn.Linear(dim, num_classes)
+        # one scalar fixed after training so that the real training features have mean square 1: keeps FD and
+        # the cubic KID kernel (aᵀb/d + 1)³ in a sensible range; part of the weights, hence of the checksum
+        self.register_buffer("feature_scale", torch.ones(()))
 
     def features(self, x: Tensor) -> Tensor:
-        return self.body(x)
+        return self.body(x) * self.feature_scale
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.body(x))
@@ -111,6 +115,8 @@ def train_feature_net(dataset: str, epochs: int | None = None, seed: int = 0) ->
                 opt.step()
         net.eval()
         with torch.no_grad():
+            f2 = torch.cat([net.body(c) for c in x.split(1024)]).pow(2).mean()
+            net.feature_scale.fill_(float(f2.rsqrt()))
             acc = float(torch.cat([net(c).argmax(1) for c in xt.split(1024)]).eq(yt).double().mean())
     finally:
         torch.set_num_threads(threads)
