@@ -26,7 +26,7 @@ def sigmas_for(schedule: Schedule, steps: int, spacing: str | None = None) -> Te
         if e.name != "noisecraft.sampling.steps":
             raise
         return schedule.sample_sigmas(steps, spacing)
-    return step_sigmas(schedule, steps, spacing or schedule.default_spacing)
+    return step_sigmas(schedule, steps, spacing)
 
 
 @torch.no_grad()

@@ -1,0 +1,204 @@
+"""Training throughput and peak memory: the noisecraft trainer against the guide's reference loop.
+
+The reference is written the way the diffusers training guide and its ``train_unconditional`` example do it:
+a ``datasets`` dataset with an on-the-fly per-item transform (resize, to-tensor, normalise), a shuffling
+DataLoader, ``UNet2DModel`` + ``DDPMScheduler.add_noise`` + ε-MSE, Accelerate with ``accumulate``, gradient
+clipping, a cosine LR schedule with warm-up, diffusers' ``EMAModel`` and a TensorBoard log every step.
+noisecraft trains the *same* U-Net (same preset, same resolution, same batch, same DDPM-linear ε objective,
+EMA, clipping, TensorBoard) with ``noisecraft.training.loop.train``.
+
+Each side runs in its own fresh process (so peak RSS is its own); images/s is measured after a warm-up,
+over the same number of optimiser steps. Runs alternate (ours, reference, ours, ...) and the median is
+reported, which keeps other load on the machine from favouring either side.
+
+    python benchmarks/train_throughput.py                    # digits at 16x16, tiny U-Net, batch 64
+    python benchmarks/train_throughput.py --resolution 32 --steps 30 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run_ours(a: argparse.Namespace, out: Path) -> dict:
+    from noisecraft.training.config import TrainConfig
+    from noisecraft.training.loop import train
+
+    cfg = TrainConfig.from_dict(
+        {
+            "data": {"source": "digits", "resolution": a.resolution, "channels": 1},
+            "model": {
+                "arch": "unet",
+                "preset": "tiny",
+                "resolution": a.resolution,
+                "channels": 1,
+                "schedule": "linear",
+                "parameterisation": "eps",
+            },
+            "optim": {"lr": 1e-4, "warmup_steps": 10, "grad_clip": 1.0},
+            "ema": {"decay": 0.9999},
+            "steps": a.warmup + a.steps,
+            "batch_size": a.batch,
+            "log_every": 1,
+            "checkpoint_every": 10**6,
+            "sample_every": 0,
+            "trackers": ["tensorboard"],
+            "out_dir": str(out / "ours"),
+        }
+    )
+    train(cfg, progress=False)
+    log = [json.loads(line) for line in (out / "ours" / "log.jsonl").read_text().splitlines()]
+    timed = [r for r in log if r["step"] > a.warmup]
+    seconds = sum(a.batch / r["images_per_s"] for r in timed)
+    return {"images_per_s": len(timed) * a.batch / seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_reference(a: argparse.Namespace, out: Path) -> dict:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from accelerate import Accelerator
+    from datasets import Dataset
+    from diffusers import DDPMScheduler, UNet2DModel
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+    from diffusers.training_utils import EMAModel
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from noisecraft.models.unet import build_unet
+
+    torch.manual_seed(0)
+    pil = [Image.fromarray((d * 255 / 16).astype(np.uint8)) for d in load_digits().images]
+    dataset = Dataset.from_dict({"image": pil})
+
+    def preprocess(im: Image.Image) -> torch.Tensor:  # Resize + ToTensor + Normalize([0.5], [0.5])
+        im = im.convert("L").resize((a.resolution, a.resolution), Image.BILINEAR)
+        return (torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)[None] - 0.5) / 0.5
+
+    dataset.set_transform(lambda ex: {"images": [preprocess(im) for im in ex["image"]]})
+    loader = torch.utils.data.DataLoader(dataset, batch_size=a.batch, shuffle=True)
+    model = build_unet("tiny", a.resolution, 1).unet  # the very same UNet2DModel configuration
+    scheduler = DDPMScheduler(num_train_timesteps=1000)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    lr_sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=10, num_training_steps=a.warmup + a.steps)
+    acc = Accelerator(mixed_precision="no", log_with="tensorboard", project_dir=str(out / "ref"))
+    acc.init_trackers("reference")
+    model, opt, loader, lr_sched = acc.prepare(model, opt, loader, lr_sched)
+    ema = EMAModel(
+        model.parameters(),
+        decay=0.9999,
+        use_ema_warmup=True,
+        inv_gamma=1.0,
+        power=3 / 4,
+        model_cls=UNet2DModel,
+        model_config=model.config,
+    )
+    step, images, t0 = 0, 0, None
+    while step < a.warmup + a.steps:
+        for batch in loader:
+            clean = batch["images"]
+            noise = torch.randn(clean.shape, device=clean.device)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device).long()
+            noisy = scheduler.add_noise(clean, noise, t)
+            with acc.accumulate(model):
+                pred = model(noisy, t, return_dict=False)[0]
+                loss = F.mse_loss(pred.float(), noise.float())
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    acc.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                lr_sched.step()
+                opt.zero_grad()
+            if acc.sync_gradients:
+                ema.step(model.parameters())
+                step += 1
+                if step == a.warmup:
+                    t0 = time.perf_counter()
+                elif step > a.warmup:
+                    images += clean.shape[0]
+            acc.log({"loss": loss.detach().item(), "lr": lr_sched.get_last_lr()[0], "step": step}, step=step)
+            if step >= a.warmup + a.steps:
+                break
+    acc.end_training()
+    return {"images_per_s": images / (time.perf_counter() - t0), "peak_rss_mb": peak_rss_mb()}
+
+
+def child(role: str, a: argparse.Namespace) -> dict:
+    argv = [
+        sys.executable,
+        __file__,
+        "--role",
+        role,
+        "--resolution",
+        str(a.resolution),
+        "--batch",
+        str(a.batch),
+        "--steps",
+        str(a.steps),
+        "--warmup",
+        str(a.warmup),
+    ]
+    r = subprocess.run(
+        argv, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    )
+    if r.returncode:
+        raise SystemExit(f"{role} run failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--resolution", type=int, default=16)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=40, help="timed optimiser steps")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--role", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.role:
+        with tempfile.TemporaryDirectory() as tmp:
+            res = (run_ours if a.role == "ours" else run_reference)(a, Path(tmp))
+        print(json.dumps(res))
+        return
+    runs: dict[str, list[dict]] = {"ours": [], "reference": []}
+    for i in range(a.repeats):
+        for role in ("ours", "reference") if i % 2 == 0 else ("reference", "ours"):
+            runs[role].append(child(role, a))
+            print(
+                f"  run {i + 1} {role:9s}: {runs[role][-1]['images_per_s']:8.1f} images/s, "
+                f"peak RSS {runs[role][-1]['peak_rss_mb']:.0f} MB",
+                file=sys.stderr,
+            )
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("images_per_s", "peak_rss_mb")} for k, v in runs.items()}
+    threads = os.environ.get("OMP_NUM_THREADS", "default")
+    print(
+        f"\ntraining throughput: digits {a.resolution}x{a.resolution}, tiny UNet2DModel, batch {a.batch}, "
+        f"{a.steps} timed steps, median of {a.repeats} (torch threads: {threads})"
+    )
+    print(f"{'':24s}{'images/s':>12s}{'peak RSS MB':>14s}")
+    for k in ("ours", "reference"):
+        print(
+            f"{'noisecraft' if k == 'ours' else 'reference (guide loop)':24s}"
+            f"{med[k]['images_per_s']:12.1f}{med[k]['peak_rss_mb']:14.0f}"
+        )
+    print(
+        f"{'ratio ours/reference':24s}{med['ours']['images_per_s'] / med['reference']['images_per_s']:11.2f}x"
+        f"{med['ours']['peak_rss_mb'] / med['reference']['peak_rss_mb']:13.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
