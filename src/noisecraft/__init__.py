@@ -101,6 +101,20 @@ _EXPORTS: dict[str, str] = {
     "ClippedDenoiser": "noisecraft.interop.diffusers",
     "push_to_hub": "noisecraft.interop.hub",
     "load_from_hub": "noisecraft.interop.hub",
+    # evaluation: metrics, features, likelihood, results with protocol
+    "frechet_distance": "noisecraft.evaluation.metrics",
+    "kernel_distance": "noisecraft.evaluation.metrics",
+    "precision_recall": "noisecraft.evaluation.metrics",
+    "quality_scores": "noisecraft.evaluation.metrics",
+    "BuiltinFeatures": "noisecraft.evaluation.features",
+    "InceptionFeatures": "noisecraft.evaluation.features",
+    "reference_images": "noisecraft.evaluation.reference",
+    "evaluate_images": "noisecraft.evaluation.evaluate",
+    "evaluate_denoiser": "noisecraft.evaluation.evaluate",
+    "ode_log_likelihood": "noisecraft.evaluation.likelihood",
+    "ddpm_vlb": "noisecraft.evaluation.likelihood",
+    "mmd_rbf": "noisecraft.evaluation.distances",
+    "sliced_wasserstein": "noisecraft.evaluation.distances",
     # errors
     "NoisecraftError": "noisecraft.errors",
 }
