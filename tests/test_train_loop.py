@@ -109,3 +109,14 @@ def test_nan_guard_skips_isolated_bad_steps(tmp_path):
     assert [r["bad_steps"] for r in log][5:8] == [0, 1, 1] and log[-1]["step"] == 20
     weights = ckpt.load_tensors(ckpt.latest_checkpoint(cfg.out_dir) / "ema.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_cached_and_streamed_data_give_identical_runs(tmp_path):
+    """The in-memory cache is only a speed-up: a DataLoader over the same stream positions trains identically."""
+    digests = []
+    for cache, workers in ((True, 0), (False, 0), (False, 2)):
+        cfg = toy_cfg(tmp_path / f"{cache}{workers}", steps=6, batch_size=16, cache_data=cache, num_workers=workers)
+        last = train(cfg, progress=False)
+        digests.append(ckpt.load_tensors(last / "model.safetensors"))
+    for other in digests[1:]:
+        assert all(torch.equal(digests[0][k], other[k]) for k in digests[0])

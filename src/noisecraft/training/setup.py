@@ -135,9 +135,9 @@ class BatchSource:
             return
         from torch.utils.data import DataLoader
 
-        plan_idx = (self.indices(s, m).tolist() for s, m in plan)
+        plan_idx = (self.positions(s, m) for s, m in plan)  # the sampler yields stream positions ...
         loader = DataLoader(
-            self.dataset,
+            _PositionDataset(self.dataset, self.cfg.seed),  # ... which the dataset maps to (epoch, index)
             batch_sampler=plan_idx,
             num_workers=self.cfg.num_workers,
             generator=torch.Generator().manual_seed(self.cfg.seed),
@@ -146,12 +146,32 @@ class BatchSource:
         for s_m, batch in zip(((s, m) for s in range(start_step, 2**62) for m in range(accum)), loader):
             yield self.indices(*s_m), {k: v for k, v in batch.items() if isinstance(v, Tensor)}
 
+    def positions(self, step: int, micro_step: int) -> list[int]:
+        start = step * self.cfg.batch_size + (micro_step * self.world + self.rank) * self.micro
+        return list(range(start, start + self.micro))
+
     def augment(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """Random horizontal flip of image batches (B, C, H, W), drawn from `generator`."""
         if not self.flip or x.ndim != 4:
             return x
         mask = torch.rand(x.shape[0], generator=generator) < 0.5
         return torch.where(mask[:, None, None, None].to(x.device), x.flip(-1), x)
+
+
+class _PositionDataset(torch.utils.data.Dataset):
+    """Item at stream position p = item perm_e[p mod n] of epoch e = p div n, with the dataset's random
+    transforms set to epoch e (``set_epoch``): crops and flips are a function of (seed, epoch, index), in the
+    main process and in every DataLoader worker alike, so resume stays exact with workers too."""
+
+    def __init__(self, dataset: Any, seed: int):
+        self.dataset, self.seed, self.n = dataset, seed, len(dataset)
+        self._cache: dict = {}
+
+    def __getitem__(self, pos: int) -> Any:
+        epoch = pos // self.n
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return self.dataset[int(batch_indices(self.n, self.seed, pos, 1, self._cache)[0])]
 
 
 def make_dataset(cfg: TrainConfig, cache: bool) -> Any:
