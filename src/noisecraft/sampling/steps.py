@@ -96,10 +96,11 @@ def fit_schedule(
         n: calibration batch size (noise drawn with `seed`).
         grid: number of candidate σ levels, log-spaced over [σ_min, σ_max] of `schedule`.
         sigma_data: data scale for the error weighting; estimated from the reference samples when None.
-        sampler: if given (a registry name, with `knobs`), the DP schedules of at most `refine_max_steps` steps
-            are then refined for that sampler: a pattern search in log σ over the interior levels that
-            minimises the sampler's measured RMS error against the reference endpoints of the calibration
-            batch (≤ refine_sweeps·2(N−1) sampler runs per N; the step is halved after a sweep without gain).
+        sampler: if given (a registry name, with `knobs`), schedules of at most `refine_max_steps` steps are
+            then refined for that sampler: starting from the best (on the calibration batch) of the DP schedule
+            and the named spacings, a pattern search in log σ over the interior levels minimises the sampler's
+            measured RMS error against the reference endpoints of the calibration batch (≤ refine_sweeps·2(N−1)
+            sampler runs per N; the step is halved after a sweep without gain).
     Returns {N: (N+1,) float64 σ list ending at 0}.
     """
     steps = sorted({_steps_arg(int(s)) for s in steps})
@@ -150,16 +151,25 @@ def fit_schedule(
             path.append(k)
         out[N] = torch.tensor([sig[k] for k in reversed(path)], dtype=torch.float64)
     if sampler is not None:
-        x_cal = X[0]
         for N in out:
             if 1 < N <= refine_max_steps:
-                out[N] = _refine(denoiser, out[N], x_cal, X[-1], sampler, knobs or {}, cond, refine_sweeps, sig[-2])
+                # start from the best of the DP schedule and the named spacings, on the calibration batch
+                starts = [out[N]] + [_named(schedule, N, name) for name in ("default", "karras", "logsnr", "quadratic")]
+                starts = [s for s in starts if s is not None and abs(float(s[0]) - sig[0]) < 1e-9 * sig[0]]
+                out[N] = _refine(denoiser, starts, X[0], X[-1], sampler, knobs or {}, cond, refine_sweeps, sig[-2])
     return out
+
+
+def _named(schedule: Schedule, steps: int, name: str) -> Tensor | None:
+    try:
+        return step_sigmas(schedule, steps, name)
+    except NoisecraftError:
+        return None
 
 
 def _refine(
     denoiser: Denoiser,
-    sigmas: Tensor,
+    starts: list[Tensor],
     x: Tensor,
     ref: Tensor,
     sampler: str,
@@ -168,7 +178,8 @@ def _refine(
     sweeps: int,
     sigma_floor: float,
 ) -> Tensor:
-    """Pattern search on log σ_1..σ_{N−1} (σ_0 = σ_max and the final 0 fixed) minimising the sampler's error."""
+    """Pattern search on log σ_1..σ_{N−1} (σ_0 = σ_max and the final 0 fixed) minimising the sampler's error,
+    from the best of the starting lists."""
     from noisecraft.sampling.samplers import get_sampler
 
     fn = get_sampler(sampler)
@@ -177,9 +188,10 @@ def _refine(
         sig = torch.cat([sigmas[:1], logs.exp(), sigmas[-1:]])
         return float((fn(denoiser, x, sig, cond=cond, **knobs) - ref).double().pow(2).mean())
 
-    logs = sigmas[1:-1].log()
-    top, floor = math.log(float(sigmas[0])), math.log(sigma_floor)
-    best, step = loss(logs), 0.5
+    sigmas = starts[0]
+    best, logs = min(((loss(s[1:-1].log()), s[1:-1].log()) for s in starts), key=lambda p: p[0])
+    top, floor = math.log(float(sigmas[0])), math.log(min(sigma_floor, float(logs.exp().min())))
+    step = 0.5
     for _ in range(sweeps):
         improved = False
         for i in range(len(logs)):
