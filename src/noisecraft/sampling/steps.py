@@ -96,11 +96,11 @@ def fit_schedule(
         n: calibration batch size (noise drawn with `seed`).
         grid: number of candidate σ levels, log-spaced over [σ_min, σ_max] of `schedule`.
         sigma_data: data scale for the error weighting; estimated from the reference samples when None.
-        sampler: if given (a registry name, with `knobs`), schedules of at most `refine_max_steps` steps are
-            then refined for that sampler: starting from the best (on the calibration batch) of the DP schedule
-            and the named spacings, a pattern search in log σ over the interior levels minimises the sampler's
-            measured RMS error against the reference endpoints of the calibration batch (≤ refine_sweeps·2(N−1)
-            sampler runs per N; the step is halved after a sweep without gain).
+        sampler: if given (a registry name, with `knobs`), the schedules are then chosen for that sampler: the
+            best (on the calibration batch) of the DP schedule and the named spacings, and for at most
+            `refine_max_steps` steps refined from there by a pattern search in log σ over the interior levels
+            that minimises the sampler's measured RMS error against the reference endpoints of the calibration
+            batch (≤ refine_sweeps·2(N−1) sampler runs per N; the step is halved after a sweep without gain).
     Returns {N: (N+1,) float64 σ list ending at 0}.
     """
     steps = sorted({_steps_arg(int(s)) for s in steps})
@@ -152,11 +152,12 @@ def fit_schedule(
         out[N] = torch.tensor([sig[k] for k in reversed(path)], dtype=torch.float64)
     if sampler is not None:
         for N in out:
-            if 1 < N <= refine_max_steps:
-                # start from the best of the DP schedule and the named spacings, on the calibration batch
+            if N > 1:
+                # the best of the DP schedule and the named spacings on the calibration batch, then refined
                 starts = [out[N]] + [_named(schedule, N, name) for name in ("default", "karras", "logsnr", "quadratic")]
                 starts = [s for s in starts if s is not None and abs(float(s[0]) - sig[0]) < 1e-9 * sig[0]]
-                out[N] = _refine(denoiser, starts, X[0], X[-1], sampler, knobs or {}, cond, refine_sweeps, sig[-2])
+                sweeps = refine_sweeps if N <= refine_max_steps else 0
+                out[N] = _refine(denoiser, starts, X[0], X[-1], sampler, knobs or {}, cond, sweeps, sig[-2])
     return out
 
 
