@@ -250,14 +250,17 @@ def plot_sweep_grid(
     """A generic sweep (e.g. guidance scale × class): images (R, K, C, H, W) or 2-D points (R, K, N, 2)."""
     plt = _pyplot()
     R, K = images.shape[:2]
+    points = images.ndim == 4 and images.shape[-1] == 2
+    lim = float(images.detach().abs().max()) * 1.05 if points else 0.0  # one scale for every 2-D panel
     fig, axes = plt.subplots(R, K, figsize=(1.6 * K + 0.6, 1.6 * R + 0.4), squeeze=False)
     for r in range(R):
         for k in range(K):
             ax = axes[r, k]
             item = images[r, k].detach().cpu()
-            if item.ndim == 2 and item.shape[-1] == 2:
+            if points:
                 ax.scatter(item[:, 0], item[:, 1], s=1, alpha=0.4)
-                ax.set_aspect("equal", adjustable="datalim")
+                ax.set(xlim=(-lim, lim), ylim=(-lim, lim))
+                ax.set_aspect("equal")
                 ax.set_xticks([])
                 ax.set_yticks([])
             else:
