@@ -58,9 +58,7 @@ def test_cfg_scale_zero_is_unconditional_and_one_is_conditional():
     model = LabelledMixture(gm)
     x, y = points(), torch.randint(0, K, (64,), generator=torch.Generator().manual_seed(1))
     for sigma in (0.1, 1.0, 4.0):
-        torch.testing.assert_close(
-            CFGDenoiser(model, 0.0, null_label=K)(x, sigma, class_labels=y), gm(x, sigma)
-        )
+        torch.testing.assert_close(CFGDenoiser(model, 0.0, null_label=K)(x, sigma, class_labels=y), gm(x, sigma))
         cond = gm(x, sigma, class_labels=y)
         torch.testing.assert_close(CFGDenoiser(model, 1.0, null_label=K)(x, sigma, class_labels=y), cond)
         w = 3.0
@@ -71,9 +69,7 @@ def test_cfg_scale_zero_is_unconditional_and_one_is_conditional():
 def test_cfg_is_one_batched_call():
     model = LabelledMixture(mixture())
     x = points(10)
-    CFGDenoiser(model, 2.5, null_label=K)(
-        x, torch.full((10,), 0.7), class_labels=torch.zeros(10, dtype=torch.long)
-    )
+    CFGDenoiser(model, 2.5, null_label=K)(x, torch.full((10,), 0.7), class_labels=torch.zeros(10, dtype=torch.long))
     assert model.calls == [20]
 
 
@@ -157,9 +153,7 @@ def test_guided_sampling_draws_the_chosen_component(how, sampler):
     sigmas = make_schedule("edm", sigma_hi=40.0).sample_sigmas(80)
     g = torch.Generator().manual_seed(3)
     x = sigmas[0] * torch.randn(n, 2, generator=g, dtype=torch.float64)
-    out = get_sampler(sampler)(
-        ClassConditioned(guided, label), x, sigmas, generator=torch.Generator().manual_seed(4)
-    )
+    out = get_sampler(sampler)(ClassConditioned(guided, label), x, sigmas, generator=torch.Generator().manual_seed(4))
     mean, cov = _moments(out)
     target = gm.component(label)
     torch.testing.assert_close(mean, target.mean(), atol=0.06, rtol=0)
@@ -175,9 +169,7 @@ def test_per_sample_conditioning_is_doubled_for_the_batched_call():
         return x
 
     x = points(4)
-    CFGDenoiser(model, 2.0, null_label=9)(
-        x, 1.0, class_labels=torch.arange(4), mask=torch.ones(4, 3), scale=0.5
-    )
+    CFGDenoiser(model, 2.0, null_label=9)(x, 1.0, class_labels=torch.arange(4), mask=torch.ones(4, 3), scale=0.5)
     assert seen == {"x": 8, "mask": 8, "scale": 0.5, "labels": [0, 1, 2, 3, 9, 9, 9, 9]}
 
 
@@ -218,3 +210,13 @@ def test_build_guided_denoiser_composes_the_pieces():
     clf = build_guided_denoiser(gm, class_label=2, classifier=MixtureClassifier(gm), classifier_scale=1.0)
     torch.testing.assert_close(clf(x, sigma), gm(x, sigma, class_labels=torch.full((32,), 2)))
     assert build_guided_denoiser(gm) is gm
+
+
+def test_classifier_guidance_works_under_inference_mode():
+    gm = mixture()
+    x, y = points(8), torch.full((8,), 1)
+    guided = ClassifierGuidedDenoiser(gm, MixtureClassifier(gm), 2.0)
+    ref = guided(x, 0.8, class_labels=y)
+    with torch.inference_mode():
+        out = guided(x, 0.8, class_labels=y)
+    torch.testing.assert_close(out.clone(), ref)

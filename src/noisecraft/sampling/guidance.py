@@ -49,9 +49,7 @@ def _labels(class_labels: Tensor | int | Sequence[int], x: Tensor) -> Tensor:
     if y.ndim == 0:
         y = y.expand(x.shape[0])
     if y.shape != (x.shape[0],):
-        raise NoisecraftError(
-            f"class_labels must be one label or one per sample ({x.shape[0]}), got {tuple(y.shape)}"
-        )
+        raise NoisecraftError(f"class_labels must be one label or one per sample ({x.shape[0]}), got {tuple(y.shape)}")
     return y
 
 
@@ -65,9 +63,7 @@ def parse_interval(
         try:
             interval = [float(v) for v in interval.split(",")]
         except ValueError:
-            raise NoisecraftError(
-                f"cfg interval must be 'sigma_lo,sigma_hi', e.g. '0.3,5', got {interval!r}"
-            ) from None
+            raise NoisecraftError(f"cfg interval must be 'sigma_lo,sigma_hi', e.g. '0.3,5', got {interval!r}") from None
     if len(interval) != 2:
         raise NoisecraftError(f"cfg interval must be two noise levels (sigma_lo, sigma_hi), got {interval!r}")
     lo, hi = float(interval[0]), float(interval[1])
@@ -181,9 +177,7 @@ class ClassifierGuidedDenoiser:
         condition_model: pass class_labels on to the denoiser (a conditional model) or not (unconditional).
     """
 
-    def __init__(
-        self, denoiser: Denoiser, classifier: Classifier, scale: float, condition_model: bool = False
-    ):
+    def __init__(self, denoiser: Denoiser, classifier: Classifier, scale: float, condition_model: bool = False):
         self.denoiser = denoiser
         self.classifier = classifier
         self.scale = _check_scale("classifier scale", scale)
@@ -191,13 +185,12 @@ class ClassifierGuidedDenoiser:
 
     def log_prob_grad(self, x: Tensor, sigma: Tensor, y: Tensor) -> Tensor:
         """∇_x log p(y | x_σ, σ), same shape as x."""
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            logp = self.classifier(xg, sigma).log_softmax(-1)  # (B, K)
-            chosen = logp.gather(
-                1, y[:, None]
-            ).sum()  # samples are independent: grad of the sum is per sample
-            (grad,) = torch.autograd.grad(chosen, xg)
+        # enable_grad: samplers run under no_grad; inference_mode(False) + clone: also under inference_mode
+        with torch.inference_mode(False), torch.enable_grad():
+            xg = x.detach().clone().requires_grad_(True)
+            logp = self.classifier(xg, sigma.clone()).log_softmax(-1)  # (B, K)
+            # samples are independent, so the gradient of the sum is the per-sample gradient
+            (grad,) = torch.autograd.grad(logp.gather(1, y.clone()[:, None]).sum(), xg)
         return grad.to(x.dtype)
 
     def __call__(self, x: Tensor, sigma: Tensor | float, *, class_labels: Tensor, **cond) -> Tensor:
@@ -323,9 +316,7 @@ def build_guided_denoiser(
             "has no classes (use --classifier for classifier guidance)"
         )
     if not conditional and classifier is None:
-        raise NoisecraftError(
-            "this model has no classes: --class needs a class-conditional model or a --classifier"
-        )
+        raise NoisecraftError("this model has no classes: --class needs a class-conditional model or a --classifier")
     out: Denoiser = denoiser
     if conditional and cfg_scale is not None:
         cfg_scale = _check_scale("cfg scale", cfg_scale)
