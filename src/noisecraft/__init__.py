@@ -115,6 +115,16 @@ _EXPORTS: dict[str, str] = {
     "ddpm_vlb": "noisecraft.evaluation.likelihood",
     "mmd_rbf": "noisecraft.evaluation.distances",
     "sliced_wasserstein": "noisecraft.evaluation.distances",
+    # editing (the inversion-based edits; editing.edits.invert/regenerate are the edit-side inversion)
+    "img2img": "noisecraft.editing.sdedit",
+    "inpaint": "noisecraft.editing.inpaint",
+    "swap_class": "noisecraft.editing.edits",
+    "interpolate": "noisecraft.editing.edits",
+    "slerp": "noisecraft.editing.edits",
+    "load_image": "noisecraft.editing.io",
+    "load_mask": "noisecraft.editing.io",
+    "rect_mask": "noisecraft.editing.io",
+    "save_comparison": "noisecraft.editing.io",
     # errors
     "NoisecraftError": "noisecraft.errors",
 }
