@@ -9,11 +9,21 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from noisecraft.cli.main import main
 
 QUIET = ["--no-progress", "--set", "trackers=[]", "--set", "sample_every=0"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models: one thread is fastest, and immune to OpenMP spin-waiting on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_dry_run_prints_the_resolved_config(capsys):
@@ -52,7 +62,7 @@ def test_bad_arguments_give_exit_2_and_one_line(argv, capsys):
 
 
 def test_bad_arguments_in_a_real_process_print_no_traceback():
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
         [sys.executable, "-m", "noisecraft.cli.main", "train", "--set", "loss.weighting=bogus", "--dry-run"],
         capture_output=True,
