@@ -22,7 +22,7 @@ from noisecraft.evaluation.plots import plot_metric_vs_nfe
 from noisecraft.sampling.samplers import get_sampler
 from noisecraft.sampling.steps import fit_schedule, step_sigmas
 
-SMALLEST = {"samples": 64, "budgets": (4, 8), "samplers": ("euler", "heun")}
+SMALLEST = {"samples": 64, "budgets": (4, 8), "samplers": ("euler", "heun"), "ref_steps": 200, "grid": 32}
 NFE_PER_STEP = {"euler": 1, "ddim": 1, "heun": 2, "dpmpp_2m": 1, "unipc": 1}
 
 
@@ -31,11 +31,13 @@ def main(
     samples: int = 512,
     budgets: tuple[int, ...] = (4, 6, 10, 16, 25, 40),
     samplers: tuple[str, ...] = ("euler", "heun", "dpmpp_2m", "unipc"),
+    ref_steps: int = 1000,
+    grid: int = 64,
 ) -> list[Path]:
     gm = gmm_mixture()
     schedule = make_schedule("edm")
     z = torch.randn(samples, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    ref_sig = step_sigmas(schedule, 1000, "karras")
+    ref_sig = step_sigmas(schedule, ref_steps, "karras")
     x_ref = get_sampler("heun")(gm, ref_sig[0] * z, ref_sig)
     table: dict[str, list[tuple[float, float]]] = {}
     for name in samplers:
@@ -44,7 +46,7 @@ def main(
             sig = step_sigmas(schedule, steps, "karras")
             err = (get_sampler(name)(gm, sig[0] * z, sig) - x_ref).norm(dim=1).mean()
             table.setdefault(name, []).append((steps * NFE_PER_STEP[name], float(err)))
-    fitted = fit_schedule(gm, schedule, steps=tuple(b for b in budgets if b <= 40), shape=(2,), n=64, grid=64)
+    fitted = fit_schedule(gm, schedule, steps=tuple(b for b in budgets if b <= 40), shape=(2,), n=64, grid=grid)
     for n, sig in sorted(fitted.items()):
         err = (get_sampler("dpmpp_2m")(gm, sig[0] * z, sig) - x_ref).norm(dim=1).mean()
         table.setdefault("dpmpp_2m + fitted steps", []).append((n, float(err)))

@@ -86,15 +86,19 @@ def weights_checksum(state: dict[str, Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
-def train_feature_net(dataset: str, epochs: int | None = None, seed: int = 0) -> tuple[FeatureCNN, float]:
+def train_feature_net(
+    dataset: str, epochs: int | None = None, seed: int = 0, limit: int | None = None
+) -> tuple[FeatureCNN, float]:
     """Train the built-in feature CNN on the real training split; returns (net, test accuracy).
 
-    Deterministic: fixed seed, fixed batch order, one CPU thread, float32.
+    Deterministic: fixed seed, fixed batch order, one CPU thread, float32. `limit` trains on the first
+    `limit` training images only (for quick checks; the cached extractor always uses the whole split).
     """
     check_choice("feature dataset", dataset, REFERENCE_DATASETS)
     res = NATIVE_RESOLUTION[dataset]
     epochs = epochs if epochs is not None else (30 if dataset == "digits" else 2)
     x, y = reference_images(dataset, "train")
+    x, y = x[:limit], y[:limit]
     xt, yt = reference_images(dataset, "test")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
