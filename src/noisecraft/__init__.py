@@ -94,6 +94,12 @@ _EXPORTS: dict[str, str] = {
     "build_denoiser": "noisecraft.models.factory",
     "build_unet": "noisecraft.models.unet",
     "build_dit": "noisecraft.models.dit",
+    # training
+    "TrainConfig": "noisecraft.training.config",
+    "apply_overrides": "noisecraft.training.config",
+    "train": "noisecraft.training.loop",
+    "load_run": "noisecraft.training.checkpoint",
+    "generate": "noisecraft.training.samples",
     # interop
     "export_diffusers": "noisecraft.interop.diffusers",
     "load_diffusers": "noisecraft.interop.diffusers",
