@@ -113,3 +113,29 @@ def test_training_into_a_used_folder_without_resume_is_refused(tmp_path):
     assert main(args) == 2  # would silently overwrite: refused with a message
     assert main([*args[:4], "5", *args[5:], "--resume"]) == 0
     assert (out / "checkpoints" / "step-00000005").is_dir()
+
+
+def test_resume_with_a_different_model_or_data_is_refused(tmp_path):
+    from noisecraft.cli.main import main
+
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--data",
+        "toy:moons",
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--set",
+        "trackers=[]",
+        "--set",
+        "sample_every=0",
+    ]
+    assert main(args) == 0
+    assert main([*args, "--resume", "--set", "model.preset=small"]) == 2
+    assert main([*args, "--resume", "--set", "data.source=toy:swissroll"]) == 2
+    assert main([*args, "--resume", "--steps", "4", "--lr", "0.01"]) == 0  # steps and lr may change

@@ -209,6 +209,21 @@ def read_state(ckpt: Path) -> dict[str, Any]:
     return json.loads((Path(ckpt) / "state.json").read_text())
 
 
+# what may not change between a run and its resumption (cadences, steps, lr and paths may)
+RESUME_FIXED = ("data", "model", "seed", "batch_size", "label_dropout", "loss", "ema")
+
+
+def check_resumable(ckpt: Path, config: dict[str, Any]) -> None:
+    """Refuse to resume with a config whose data, model, seed, batch or loss differ from the checkpoint's."""
+    saved = json.loads((Path(ckpt) / "config.json").read_text())
+    changed = [k for k in RESUME_FIXED if saved.get(k) != config.get(k)]
+    if changed:
+        raise NoisecraftError(
+            f"cannot resume {ckpt}: the config changed in {', '.join(changed)}; resume with the run's own config "
+            "(omit --config) or start a new --out"
+        )
+
+
 def restore_rank_state(ckpt: Path, rank: int, generator: torch.Generator | None) -> None:
     path = Path(ckpt) / f"rng-rank{rank}.safetensors"
     if not path.is_file():

@@ -45,6 +45,8 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
     last = ckpt.latest_checkpoint(out)
     if last is not None and not resume:
         raise NoisecraftError(f"{out} already holds checkpoints: pass --resume to continue, or choose a new --out")
+    if last is not None:
+        ckpt.check_resumable(last, cfg.to_dict())
     # cpu=True on a machine without CUDA makes torchrun/accelerate-launched processes form a gloo group
     acc = Accelerator(
         mixed_precision=cfg.mixed_precision,
