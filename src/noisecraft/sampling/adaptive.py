@@ -71,7 +71,9 @@ def adaptive(
     info: dict | None = None,
 ) -> Iterator[Step]:
     """Integrates from sigmas[0] to the last positive σ of the list (the intermediate levels are ignored);
-    if the list ends at 0, a final denoising call returns D(x; σ_last). Pass ``info={}`` to receive
+    if the list ends at 0, a final denoising call returns D(x; σ_last). h_init is the first step in log σ
+    (default: 1/20 of the range); the denoiser is called on the still-active rows only, with their own σ
+    and their rows of any per-sample conditioning. Pass ``info={}`` to receive
     "nfe" (batched network calls), "steps" and "rejected" (per-sample (B,) counts)."""
     check_choice("method", method, METHODS)
     if rtol <= 0 or atol <= 0:
@@ -89,8 +91,8 @@ def adaptive(
     steps = torch.zeros(B, dtype=torch.long)
     rejected = torch.zeros(B, dtype=torch.long)
 
-    def f(xa: Tensor, ta: Tensor) -> Tensor:  # dx/dt = x − D(x; e^t), per-sample t (b,)
-        return xa - model(xa, ta.exp())
+    def f(xa: Tensor, ta: Tensor, rows: Tensor | None = None) -> Tensor:  # dx/dt = x − D(x; e^t), t (b,)
+        return xa - model(xa, ta.exp(), rows=rows)
 
     k1 = f(x, t)
     x0 = x - k1
@@ -105,7 +107,7 @@ def adaptive(
         ks = [ka]
         for j in range(1, len(c)):
             xj = xa + expand(ha, xa) * sum(aj * kj for aj, kj in zip(a[j], ks) if aj != 0)
-            ks.append(f(xj, ta + c[j] * ha))
+            ks.append(f(xj, ta + c[j] * ha, None if len(act) == B else act))
         x_new = xa + expand(ha, xa) * sum(bj * kj for bj, kj in zip(b, ks) if bj != 0)
         err = expand(ha, xa) * sum(ej * kj for ej, kj in zip(e_w, ks) if ej != 0)
         scale = atol + rtol * torch.maximum(xa.abs(), x_new.abs())

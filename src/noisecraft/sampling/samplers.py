@@ -65,19 +65,30 @@ SAMPLER_SPECS: dict[str, SamplerSpec] = {}
 
 
 class Model:
-    """The denoiser as a sampler sees it: D(x, σ) with `cond` bound; counts network calls in ``nfe``."""
+    """The denoiser as a sampler sees it: D(x, σ) with `cond` bound; counts network calls in ``nfe``.
 
-    def __init__(self, denoiser: Denoiser, cond: dict | None = None):
-        self.denoiser, self.cond, self.nfe = denoiser, cond or {}, 0
+    ``model(x, σ, rows=idx)`` evaluates a subset of the batch (B = `batch`): per-sample conditioning (tensors
+    whose first dimension is B) is sliced to the same rows.
+    """
 
-    def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor:
+    def __init__(self, denoiser: Denoiser, cond: dict | None = None, batch: int | None = None):
+        self.denoiser, self.cond, self.batch, self.nfe = denoiser, cond or {}, batch, 0
+
+    def __call__(self, x: Tensor, sigma: float | Tensor, rows: Tensor | None = None) -> Tensor:
         self.nfe += 1
         if not torch.is_tensor(sigma):
             sigma = torch.tensor(sigma, dtype=torch.float64)
-        return self.denoiser(x, sigma, **self.cond)
+        cond = self.cond
+        if rows is not None:
+            cond = {k: v[rows] if _per_sample(v, self.batch) else v for k, v in cond.items()}
+        return self.denoiser(x, sigma, **cond)
 
     def step(self, i: int, sigma: float, sigma_next: float, x: Tensor, x0: Tensor) -> Step:
         return Step(i, float(sigma), float(sigma_next), x, x0, self.nfe)
+
+
+def _per_sample(v: object, batch: int | None) -> bool:
+    return torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == batch
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -149,7 +160,7 @@ def iterate(
     if bad:
         choices = ", ".join(f"{k}={v!r}" for k, v in valid.items()) or "none"
         raise NoisecraftError(f"unknown knob(s) {', '.join(bad)} for sampler {name!r}; its knobs: {choices}")
-    yield from spec.stepper(Model(denoiser, cond), x, sigmas, generator, **knobs)
+    yield from spec.stepper(Model(denoiser, cond, x.shape[0]), x, sigmas, generator, **knobs)
 
 
 # ----------------------------------------------------------------------------------------------------------
