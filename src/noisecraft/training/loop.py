@@ -59,11 +59,13 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
     denoiser, schedule = build_model(cfg)
     ema = EMA(denoiser, cfg.ema.decay, cfg.ema.power, cfg.ema.half_life_images)
     cache = cfg.cache_data and dataset is None and cfg.data.crop != "random"
-    source = BatchSource(dataset or make_dataset(cfg, cache), cfg, rank, world, cache, cache and cfg.data.flip)
+    data = dataset if dataset is not None else make_dataset(cfg, cache)
+    source = BatchSource(data, cfg, rank, world, cache, cache and cfg.data.flip)
     loss_mod = LossModule(denoiser, DenoisingLoss(schedule, cfg.loss.weighting, cfg.loss.min_snr_gamma))
     o = cfg.optim
     opt = torch.optim.AdamW(denoiser.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
     loss_mod, opt = acc.prepare(loss_mod, opt)
+    ema.model.to(acc.device)
     g = torch.Generator().manual_seed(cfg.seed * 7919 + 1 + rank)  # σ, noise, flips, label drop: this process
     start, bad, bad_total = 0, 0, 0
     if last is not None:
