@@ -12,7 +12,8 @@ the real images of that class (lower is better; it grows when guidance collapses
 mean pairwise feature distance of the samples divided by that of the real class images (1 = as diverse as the
 data). The "real" row scores held-out real images the same way (the floor for FD, the reference for spread).
 
-Run (trains what it needs unless given; writes table.md, results.json, curves.png into --out):
+Run (trains what it needs unless given; writes table.md, results.json, curves.png and examples.png, whose rows
+are CFG at scales 0, 1, 3 then classifier guidance at 0, 1, 3, two samples per class, into --out):
   python benchmarks/guidance.py --dataset digits --out benchmarks/results/guidance-digits
   python benchmarks/guidance.py --dataset fashion-mnist --resolution 16 --out benchmarks/results/guidance-fashion
   python benchmarks/guidance.py --run runs/digits-cond --classifier runs/clf-digits --scales 0,1,2,4
@@ -146,7 +147,7 @@ def main() -> None:
         ref = real_f[real_y == label]
         return {"acc": acc, "fd": frechet_distance(ref, f), "spread": pairwise_spread(f) / pairwise_spread(ref)}
 
-    real_rows = [score(held_x[held_y == k], k) for k in range(K)]
+    real_rows = [score(held_x[held_y == k][: args.num], k) for k in range(K)]  # as many as generated, if it can
     results = {"real (held-out)": {"-": {m: sum(r[m] for r in real_rows) / K for m in ("acc", "fd", "spread")}}}
     scales = [float(s) for s in args.scales.split(",")]
     seeds = list(range(args.num))
@@ -163,8 +164,8 @@ def main() -> None:
                 x = generate(guided, schedule, shape, seeds, sampler=args.sampler, steps=args.steps,
                              class_labels=torch.full((args.num,), k), batch_size=500)  # fmt: skip
                 rows.append(score(x, k))
-                if s in (0.0, 1.0, 3.0):
-                    examples.append(x[:8])
+                if s in (0.0, 1.0, 3.0):  # one row per (method, scale), two samples per class
+                    examples.append(x[:2])
             results[method][s] = {m: sum(r[m] for r in rows) / K for m in ("acc", "fd", "spread")}
             r = results[method][s]
             print(
@@ -178,6 +179,9 @@ def main() -> None:
         f"{args.steps} steps, {args.num} samples per class and scale)",
         "",
         f"Judge: {judge.name} (checksum {judge.checksum}, clean test accuracy {judge.test_accuracy}).",
+        "Scale 0 is the unconditional model for both methods (same seeds), so its accuracy is 1/K by construction.",
+        f"In-class FD is to the real training-split images of the class; the real row scores up to {args.num} "
+        "held-out images per class (FD is biased upwards when a class has fewer).",
         "",
         "| method | scale | class accuracy | in-class FD (↓) | spread / real |",
         "|---|---|---|---|---|",
@@ -194,7 +198,7 @@ def main() -> None:
             "results": {m: {str(s): r for s, r in v.items()} for m, v in results.items()}}  # fmt: skip
     (out / "results.json").write_text(json.dumps(meta, indent=2))
     plot(results, out / "curves.png", args.dataset)
-    save_grid(torch.cat(examples).reshape(-1, *shape), out / "examples.png", nrow=8)
+    save_grid(torch.cat(examples).reshape(-1, *shape), out / "examples.png", nrow=2 * K)
     print(f"wrote {out / 'table.md'}, results.json, curves.png, examples.png in {t_total:.0f} s")
 
 
