@@ -123,6 +123,7 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
                 "images_per_s": rate,
                 "grad_norm": float(gnorm),
                 "bad_steps": bad_total,
+                "cpu_s": time.process_time(),  # this process's CPU seconds: throughput that ignores other load
             }
             bar.set_postfix(loss=f"{loss_val:.4f}", img_s=f"{rate:.0f}", refresh=False)
             acc.log({k: v for k, v in rec.items() if k != "step"}, step=done)
