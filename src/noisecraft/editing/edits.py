@@ -2,8 +2,9 @@
 
 - ``invert``: DDIM inversion (Song et al. 2021, "Denoising Diffusion Implicit Models", Sec. 4.3; Dhariwal &
   Nichol 2021, App. F) of any deterministic single-step sampler, run backwards along the σ list: the image is
-  carried from σ = 0 up to σ_max, giving the noise z that the sampler maps back to the image. The classic
-  explicit step assumes x_σ ≈ x_σ' inside the model; with ``iters > 0`` each step is then solved exactly by a
+  carried from σ = 0 up to σ_max, giving the noise z that the sampler maps back to the image. Each step starts
+  from the explicit step upward (noisecraft.sampling.inversion's, one pair of levels at a time, for the
+  solvers it knows; else explicit Euler); with ``iters > 0`` each step is then solved exactly by a
   fixed-point iteration x_σ ← x_σ + (x_σ' − S(x_σ)), where S is the sampler's own step σ → σ' (the
   "fixed-point" / implicit inversion of Pan et al. 2023, "Effective Real Image Editing with Accelerated
   Iterative Diffusion Inversion", and Garibi et al. 2024, "ReNoise"), so that regeneration reproduces the
@@ -78,6 +79,26 @@ def _solve_step(step, target: Tensor, x: Tensor, iters: int, ratio: float) -> Te
     return x
 
 
+def _explicit_up(
+    denoiser: Denoiser, x: Tensor, pair: Tensor, sampler: str | Sampler, cond: dict, knobs: dict
+) -> tuple[Tensor, Tensor | None]:
+    """The explicit step up pair[1] → pair[0]: the starting guess of each inversion step.
+
+    For the registry's invertible solvers it is the solver's own step run upward, from
+    noisecraft.sampling.inversion (e.g. Heun's trapezoid, second order); otherwise an explicit Euler step on the
+    PF-ODE. Out of σ' = 0, where the ODE is singular, both take DDIM inversion's first step x + σ·ε̂(x, σ).
+    """
+    if isinstance(sampler, str) and not knobs:
+        from noisecraft.sampling import inversion
+
+        if sampler in inversion.INVERTIBLE:
+            return inversion.invert(denoiser, x, pair, sampler=sampler, cond=cond), None
+    s_hi, s_lo = pair[0], pair[1]
+    s_eval = s_lo if s_lo > 0 else s_hi
+    x0 = denoiser(x, s_eval, **cond)
+    return x + (s_hi - s_lo).to(x.dtype) * to_d(x, s_eval, x0), x0
+
+
 @torch.no_grad()
 def invert(
     denoiser: Denoiser,
@@ -106,11 +127,7 @@ def invert(
     cond = cond or {}
     for i in reversed(range(len(sigmas) - 1)):
         s_hi, s_lo = sigmas[i], sigmas[i + 1]
-        # explicit Euler step up σ' → σ on the PF-ODE; out of σ' = 0, where the ODE is singular, DDIM inversion's
-        # first step x + σ·ε̂(x, σ), the derivative taken at the target level
-        s_eval = s_lo if s_lo > 0 else s_hi
-        x0 = denoiser(x, s_eval, **cond)
-        x_hi = x + (s_hi - s_lo).to(x.dtype) * to_d(x, s_eval, x0)
+        x_hi, x0 = _explicit_up(denoiser, x, sigmas[i : i + 2], sampler, cond, knobs)
         pair = sigmas[i : i + 2]
         x = _solve_step(
             lambda v, pair=pair: step(denoiser, v, pair, cond=cond, **knobs), x, x_hi, iters, float(s_lo / s_hi)
@@ -118,7 +135,7 @@ def invert(
         if callback is not None:
             from noisecraft.sampling.samplers import Step
 
-            callback(Step(len(sigmas) - 2 - i, float(s_lo), float(s_hi), x, x0))
+            callback(Step(len(sigmas) - 2 - i, float(s_lo), float(s_hi), x, x if x0 is None else x0))
     return x
 
 
