@@ -102,7 +102,8 @@ def adaptive(
         if i >= max_steps:
             raise NoisecraftError(f"adaptive solver exceeded max_steps={max_steps}; loosen rtol/atol")
         act = (~done).nonzero().squeeze(1)
-        xa, ta, ka = x[act], t[act], k1[act]
+        act_d = act.to(x.device)
+        xa, ta, ka = x[act_d], t[act], k1[act_d]
         ha = torch.maximum(h[act], t_end - ta)  # never step past the end
         ks = [ka]
         for j in range(1, len(c)):
@@ -111,12 +112,13 @@ def adaptive(
         x_new = xa + expand(ha, xa) * sum(bj * kj for bj, kj in zip(b, ks) if bj != 0)
         err = expand(ha, xa) * sum(ej * kj for ej, kj in zip(e_w, ks) if ej != 0)
         scale = atol + rtol * torch.maximum(xa.abs(), x_new.abs())
-        e = (err / scale).reshape(len(act), -1).double().pow(2).mean(1).sqrt()  # (b,)
+        e = (err / scale).reshape(len(act), -1).double().pow(2).mean(1).sqrt().cpu()  # (b,), step control on CPU
         ok = e <= 1
         acc = act[ok]
-        x[acc] = x_new[ok]
+        ok_d, acc_d = ok.to(x.device), acc.to(x.device)  # the state may live on an accelerator
+        x[acc_d] = x_new[ok_d]
         t[acc] = ta[ok] + ha[ok]
-        k1[acc] = ks[-1][ok]  # FSAL: the last stage is f at the new point
+        k1[acc_d] = ks[-1][ok_d]  # FSAL: the last stage is f at the new point
         steps[acc] += 1
         rejected[act[~ok]] += 1
         factor = (0.9 * e.clamp(min=1e-10) ** (-1 / (q + 1))).clamp(0.2, 5.0)
