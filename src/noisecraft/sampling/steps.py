@@ -135,7 +135,7 @@ def fit_schedule(
             r = sig[k] / sig[j]
             step = X0[j] + r * (X[j] - X0[j])
             w = sigma_data / math.sqrt(sigma_data**2 + sig[k] ** 2)
-            cost[j, k] = w * (step - X[k]).double().pow(2).mean().sqrt()
+            cost[j, k] = w * float((step - X[k]).double().pow(2).mean().sqrt())
     # Dynamic programming: best[m, k] = least summed cost of reaching node k from node 0 in m steps.
     best = torch.full((steps[-1] + 1, K), math.inf, dtype=torch.float64)
     arg = torch.zeros((steps[-1] + 1, K), dtype=torch.long)
