@@ -56,7 +56,7 @@ def _train_small(dataset: str, steps: int, out: Path) -> Path:
 
 
 def bench_dataset(dataset: str, run: Path, args) -> dict:
-    from noisecraft.evaluation.evaluate import noise_floor
+    from noisecraft.evaluation.evaluate import at_resolution, noise_floor
     from noisecraft.evaluation.features import BuiltinFeatures
     from noisecraft.evaluation.metrics import quality_scores
     from noisecraft.evaluation.reference import reference_images
@@ -68,8 +68,9 @@ def bench_dataset(dataset: str, run: Path, args) -> dict:
     m = cfg.model
     shape = (m.channels, m.resolution, m.resolution)
     feats = BuiltinFeatures(dataset)
-    ref = feats(reference_images(dataset, "test")[0])
-    floor = noise_floor(feats, dataset, ref, args.num)
+    # real images at the model's resolution, so that only the model's error is measured
+    ref = feats(at_resolution(reference_images(dataset, "test")[0], m.resolution))
+    floor = noise_floor(feats, dataset, ref, args.num, resolution=m.resolution)
     seeds = list(range(args.num))
     labels = torch.arange(args.num) % m.num_classes if m.num_classes else None
     rows = []
@@ -106,7 +107,7 @@ def bench_dataset(dataset: str, run: Path, args) -> dict:
 
     print(
         f"\n== {dataset}: {ckpt} ({m.arch}/{m.preset}, {m.resolution}px, {m.parameterisation}, {m.schedule}); "
-        f"{args.num} samples vs {len(ref)} test images; features {feats.name} [{feats.checksum}]",
+        f"{args.num} samples vs {len(ref)} test images at {m.resolution} px; features {feats.name} [{feats.checksum}]",
         flush=True,
     )
     print(
@@ -131,7 +132,7 @@ def bench_dataset(dataset: str, run: Path, args) -> dict:
         "dataset": dataset,
         "run": str(ckpt),
         "num_samples": args.num,
-        "reference": f"{dataset} test ({len(ref)})",
+        "reference": f"{dataset} test ({len(ref)}) at {m.resolution} px",
         "extractor": feats.name,
         "extractor_checksum": feats.checksum,
         "seeds": f"0..{args.num - 1}",

@@ -33,6 +33,7 @@ class EvalProtocol:
     num_samples: int
     extractor: str
     extractor_checksum: str
+    resolution: int | None = None  # samples and real images are compared at this side length
     source: str = ""  # run folder or samples folder
     sampler: str | None = None
     steps: int | None = None
@@ -76,24 +77,41 @@ class EvalResult:
             )
         how = f"sampler {p.sampler}, {p.steps} steps, seeds {p.seeds}" if p.sampler else f"samples from {p.source}"
         lines.append(
-            f"protocol: {p.num_samples} samples vs {p.num_reference} {p.dataset} {p.reference_split} images, "
+            f"protocol: {p.num_samples} samples vs {p.num_reference} {p.dataset} {p.reference_split} images "
+            f"at {p.resolution} px, "
             f"features {p.extractor} [{p.extractor_checksum}], {how}; {p.label}"
         )
         return "\n".join(lines)
 
 
-_FLOOR_CACHE: dict[tuple[str, str, str, int], QualityScores] = {}
+_FLOOR_CACHE: dict[tuple[str, str, str, int, int | None], QualityScores] = {}
+
+
+def at_resolution(images: Tensor, resolution: int | None) -> Tensor:
+    """Real images brought to the samples' resolution (area-averaged down, bilinear up), so that the metric
+    compares like with like: a 16-px model is measured against 16-px real images, not native 28-px ones."""
+    if resolution is None or images.shape[-1] == resolution:
+        return images
+    mode = "area" if images.shape[-1] > resolution else "bilinear"
+    return torch.nn.functional.interpolate(images, size=(resolution, resolution), mode=mode)
 
 
 def noise_floor(
-    extractor, dataset: str, reference: Tensor, num: int, split: str = "test", seed: int = 0
+    extractor,
+    dataset: str,
+    reference: Tensor,
+    num: int,
+    split: str = "test",
+    seed: int = 0,
+    resolution: int | None = None,
 ) -> QualityScores:
-    """Metrics between `num` real training images (fixed seeded subset) and the reference features."""
-    key = (dataset, split, getattr(extractor, "checksum", "?"), num)
+    """Metrics between `num` real training images (fixed seeded subset, at `resolution`) and the reference
+    features (which must have been computed at the same resolution)."""
+    key = (dataset, split, getattr(extractor, "checksum", "?"), num, resolution)
     if key not in _FLOOR_CACHE:
         train, _ = reference_images(dataset, "train")
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:num]
-        _FLOOR_CACHE[key] = quality_scores(reference, extractor(train[idx]), seed=seed)
+        _FLOOR_CACHE[key] = quality_scores(reference, extractor(at_resolution(train[idx], resolution)), seed=seed)
     return _FLOOR_CACHE[key]
 
 
@@ -110,9 +128,10 @@ def evaluate_images(
     if images.ndim != 4 or len(images) < 4:
         raise NoisecraftError(f"need at least 4 images of shape (N, C, H, W), got {tuple(images.shape)}")
     ref_imgs, _ = reference_images(dataset, split)
-    ref = extractor(ref_imgs)
+    res = images.shape[-1]
+    ref = extractor(at_resolution(ref_imgs, res))
     scores = quality_scores(ref, extractor(images))
-    floor = noise_floor(extractor, dataset, ref, len(images), split) if with_floor else None
+    floor = noise_floor(extractor, dataset, ref, len(images), split, resolution=res) if with_floor else None
     proto = EvalProtocol(
         dataset=dataset,
         reference_split=split,
@@ -120,6 +139,7 @@ def evaluate_images(
         num_samples=len(images),
         extractor=extractor.name,
         extractor_checksum=extractor.checksum,
+        resolution=res,
         **(protocol or {}),
     )
     return EvalResult(proto, scores, floor)
