@@ -139,3 +139,12 @@ def test_resume_with_a_different_model_or_data_is_refused(tmp_path):
     assert main([*args, "--resume", "--set", "model.preset=small"]) == 2
     assert main([*args, "--resume", "--set", "data.source=toy:swissroll"]) == 2
     assert main([*args, "--resume", "--steps", "4", "--lr", "0.01"]) == 0  # steps and lr may change
+
+
+def test_resume_drops_log_lines_past_the_checkpoint_and_half_written_ones(tmp_path):
+    from noisecraft.training.loop import _truncate_log
+
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 10, "loss": 1}\n{"step": 20, "loss": 0.5}\n{"step": 30, "loss": 0.4}\n{"step": 4')
+    _truncate_log(log, 20)
+    assert log.read_text() == '{"step": 10, "loss": 1}\n{"step": 20, "loss": 0.5}\n'

@@ -183,10 +183,17 @@ def _restore(path: Path, denoiser, ema: EMA, opt, g, rank: int) -> tuple[int, in
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """After a crash the log may run past the checkpoint we resume from: drop those lines."""
+    """After a crash the log may run past the checkpoint we resume from (or end in a half-written line): keep
+    only the complete records up to `step`."""
     if path.exists():
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        ckpt.write_text_atomic(path, "".join(ln + "\n" for ln in lines))
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    keep.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+        ckpt.write_text_atomic(path, "".join(ln + "\n" for ln in keep))
 
 
 def _sample_grid(cfg: TrainConfig, model, schedule, path: Path) -> None:
