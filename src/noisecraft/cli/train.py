@@ -53,8 +53,16 @@ def resolve_config(args: argparse.Namespace):
     base: dict = {}
     if args.config:
         base = TrainConfig.from_json_file(args.config).to_dict()
-    elif args.resume and args.out and (Path(args.out) / "config.json").is_file():
-        base = json.loads((Path(args.out) / "config.json").read_text())
+    elif args.resume and args.out:  # the run's own config: its latest checkpoint's, else the run folder's
+        from noisecraft.training.checkpoint import latest_checkpoint
+
+        last = latest_checkpoint(args.out)
+        path = (last or Path(args.out)) / "config.json"
+        if path.is_file():
+            try:
+                base = json.loads(path.read_text())
+            except json.JSONDecodeError as e:
+                raise NoisecraftError(f"{path} is not valid JSON ({e}); pass --config") from None
     d = TrainConfig.from_dict(base).to_dict()  # fill defaults, validate
     flags = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "out_dir": args.out}
     d.update({k: v for k, v in flags.items() if v is not None})

@@ -76,7 +76,7 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
         acc.print(f"resuming from {last} (step {start})")
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(cfg.to_json())
+        ckpt.write_text_atomic(out / "config.json", cfg.to_json())
         _truncate_log(out / "log.jsonl", start)
     acc.init_trackers("noisecraft")
     batches = source.batches(start)
