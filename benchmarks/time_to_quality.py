@@ -34,7 +34,8 @@ def fd_of(denoiser, schedule, a, extractor) -> float:
     from noisecraft.training.samples import generate
 
     x = generate(denoiser, schedule, (1, 16, 16), list(range(a.num)), sampler="heun", steps=20, batch_size=250)
-    return evaluate_images(x, "digits", extractor, with_floor=False).scores.fd
+    # clamped to the image range, as every pipeline does before it saves an image
+    return evaluate_images(x.clamp(-1, 1), "digits", extractor, with_floor=False).scores.fd
 
 
 def curve_ours(a, extractor, tmp: Path) -> list[tuple[float, int, float]]:
