@@ -137,11 +137,17 @@ def main() -> None:
     judge = BuiltinFeatures(args.dataset)  # clean real images only; independent of the guidance classifier
     real_x, real_y = reference_images(args.dataset, "train")
     held_x, held_y = reference_images(args.dataset, "test")
-    real_f = judge(real_x)
+
+    def view(x: Tensor) -> Tensor:
+        """Images at the model's resolution (real ones are resized to it too), then at the judge's."""
+        x = x.reshape(x.shape[0], *shape) if x.ndim == 2 else x
+        return _resize(_resize(x.float().clamp(-1, 1), shape[-1]), judge.resolution)
+
+    real_f = judge(view(real_x))
 
     def score(x: Tensor, label: int) -> dict[str, float]:
         with torch.no_grad():
-            img = _resize(x.reshape(-1, *shape).float().clamp(-1, 1), judge.resolution)
+            img = view(x)
             acc = float((judge.net(img).argmax(-1) == label).float().mean())
         f = judge(img)
         ref = real_f[real_y == label]
@@ -181,7 +187,8 @@ def main() -> None:
         f"Judge: {judge.name} (checksum {judge.checksum}, clean test accuracy {judge.test_accuracy}).",
         "Scale 0 is the unconditional model for both methods (same seeds), so its accuracy is 1/K by construction.",
         f"In-class FD is to the real training-split images of the class; the real row scores up to {args.num} "
-        "held-out images per class (FD is biased upwards when a class has fewer).",
+        "held-out images per class (FD is biased upwards when a class has fewer). Real images are resized to the "
+        "model's resolution and back before judging, like the samples.",
         "",
         "| method | scale | class accuracy | in-class FD (↓) | spread / real |",
         "|---|---|---|---|---|",
