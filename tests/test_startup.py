@@ -24,6 +24,8 @@ def test_help_lists_commands():
 
 
 def test_package_import_is_lazy():
-    code = "import sys, noisecraft; print('torch' in sys.modules); noisecraft.make_schedule; print('torch' in sys.modules)"
+    code = (
+        "import sys, noisecraft; print('torch' in sys.modules); noisecraft.make_schedule; print('torch' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.split() == ["False", "True"], r.stdout + r.stderr

@@ -15,13 +15,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("noisecraft.cli.demo", "train a small model on a built-in dataset and draw what it learned"),
     "train": ("noisecraft.cli.train", "train a diffusion model from a run config; crash-proof, resumable"),
     "sample": ("noisecraft.cli.sample", "draw samples from a trained run: PNGs and a grid, one seed per image"),
-    "export": ("noisecraft.cli.export", "export a run as a diffusers pipeline folder (optionally push it to the Hub)"),
-    "eval": ("noisecraft.cli.eval", "score a run or a folder of samples: FD, KID, precision/recall (+ NLL), with protocol"),
+    "export": ("noisecraft.cli.export", "export a run as a diffusers pipeline folder (optionally push to the Hub)"),
+    "eval": ("noisecraft.cli.eval", "score a run or a folder of samples: FD, KID, precision/recall, NLL"),
     "show": ("noisecraft.cli.show", "draw the pictures of diffusion: schedules, forward process, trajectories, ..."),
     "train-classifier": ("noisecraft.cli.train_classifier", "train a noisy classifier for classifier guidance"),
     "sweep": ("noisecraft.cli.sweep", "image grid over guidance scales × classes for a class-conditional run"),
     "edit": ("noisecraft.cli.edit", "edit real images: img2img, inpaint/outpaint, invert, interpolate, class swap"),
-    "samplers": ("noisecraft.cli.samplers", "list samplers and step schedules; fit an optimised step schedule to a run"),
+    "samplers": ("noisecraft.cli.samplers", "list samplers and step schedules; fit an optimised schedule to a run"),
 }
 
 
