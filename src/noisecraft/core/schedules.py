@@ -353,17 +353,16 @@ class VPContinuous(Schedule):
 
 
 @dataclass(frozen=True, eq=False)
-class VE(Schedule):
-    """Song & Ermon 2019 (NCSN) geometric noise levels: σ(t) = σ_min·(σ_max/σ_min)^t, t ∈ [0, 1]."""
+class _SigmaRange(Schedule):
+    """A schedule defined directly on a σ interval [sigma_lo, sigma_hi]."""
 
     sigma_lo: float = 0.01
     sigma_hi: float = 50.0
-    density: str = "loguniform"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0 < self.sigma_lo < self.sigma_hi:
-            raise NoisecraftError("VE schedule needs 0 < sigma_lo < sigma_hi")
+            raise NoisecraftError(f"{type(self).__name__} schedule needs 0 < sigma_lo < sigma_hi")
 
     @property
     def sigma_min(self) -> float:
@@ -372,6 +371,13 @@ class VE(Schedule):
     @property
     def sigma_max(self) -> float:
         return self.sigma_hi
+
+
+@dataclass(frozen=True, eq=False)
+class VE(_SigmaRange):
+    """Song & Ermon 2019 (NCSN) geometric noise levels: σ(t) = σ_min·(σ_max/σ_min)^t, t ∈ [0, 1]."""
+
+    density: str = "loguniform"
 
     @property
     def t_range(self) -> tuple[float, float]:
@@ -387,7 +393,7 @@ class VE(Schedule):
 
 
 @dataclass(frozen=True, eq=False)
-class EDM(Schedule):
+class EDM(_SigmaRange):
     """Karras et al. 2022 ("EDM"): t = σ, ρ-spaced sampling steps, log-normal training density."""
 
     sigma_lo: float = 0.002
@@ -396,19 +402,6 @@ class EDM(Schedule):
     density: str = "lognormal"
 
     default_spacing: ClassVar[str] = "karras"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 < self.sigma_lo < self.sigma_hi:
-            raise NoisecraftError("EDM schedule needs 0 < sigma_lo < sigma_hi")
-
-    @property
-    def sigma_min(self) -> float:
-        return self.sigma_lo
-
-    @property
-    def sigma_max(self) -> float:
-        return self.sigma_hi
 
     @property
     def t_range(self) -> tuple[float, float]:
