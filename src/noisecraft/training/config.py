@@ -84,6 +84,9 @@ class LossConfig:
         _positive("loss.min_snr_gamma", self.min_snr_gamma)
 
 
+EVAL_DATASETS = ("digits", "fashion-mnist")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run.
@@ -93,6 +96,8 @@ class TrainConfig:
     label_dropout: probability of replacing a class label by the null label (classifier-free guidance).
     max_bad_steps: abort after this many non-finite losses/gradients in a row (the last checkpoint is kept).
     sample_every / checkpoint_every / log_every: cadences in optimiser steps (0 turns samples off).
+    eval_every: every this many steps, a small labelled evaluation (FD/KID/precision/recall of eval_count
+    samples in the built-in feature space) is appended to eval.jsonl; 0 turns it off. Built-in datasets only.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -112,6 +117,8 @@ class TrainConfig:
     sample_sampler: str = "euler"
     sample_steps: int = 40
     log_every: int = 10
+    eval_every: int = 0
+    eval_count: int = 256
     max_bad_steps: int = 5
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
     num_workers: int = 0
@@ -129,11 +136,17 @@ class TrainConfig:
             "sample_count",
             "sample_steps",
             "log_every",
+            "eval_count",
             "max_bad_steps",
         ):
             _at_least(name, getattr(self, name), 1)
-        for name in ("seed", "sample_every", "num_workers"):
+        for name in ("seed", "sample_every", "eval_every", "num_workers"):
             _at_least(name, getattr(self, name), 0)
+        if self.eval_every and self.data.source not in EVAL_DATASETS:
+            raise NoisecraftError(
+                f"eval_every needs a built-in dataset with a feature network ({', '.join(EVAL_DATASETS)}), "
+                f"got data.source={self.data.source!r}; set eval_every=0"
+            )
         check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         for t in self.trackers:
             check_choice("trackers entry", t, TRACKERS)

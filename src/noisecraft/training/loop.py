@@ -138,6 +138,8 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
                 _sample_grid(cfg, ema.model, schedule, out / "samples" / f"step-{done:08d}.png")
             except Exception as e:
                 acc.print(f"warning: sample grid at step {done} failed ({type(e).__name__}: {e}); training goes on")
+        if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps) and acc.is_main_process:
+            _periodic_eval(cfg, ema.model, schedule, done, out, acc)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             _save(acc, out, done, denoiser, ema, opt, g, cfg, {"bad_steps": bad, "bad_steps_total": bad_total})
     bar.close()
@@ -194,6 +196,30 @@ def _truncate_log(path: Path, step: int) -> None:
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue
         ckpt.write_text_atomic(path, "".join(ln + "\n" for ln in keep))
+
+
+def _periodic_eval(cfg: TrainConfig, model, schedule, step: int, out: Path, acc) -> None:
+    """Append a small, labelled evaluation to eval.jsonl; never touches the training RNG or stops the run."""
+    from noisecraft.evaluation.evaluate import periodic_eval
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            res = periodic_eval(
+                model,
+                schedule,
+                cfg.data.source,
+                sample_shape(cfg),
+                num=cfg.eval_count,
+                sampler=cfg.sample_sampler,
+                steps=cfg.sample_steps,
+                num_classes=cfg.model.num_classes,
+            )
+        rec = {"step": step, **res.to_dict()}
+        with open(out / "eval.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        acc.print(f"step {step}: periodic eval ({cfg.eval_count} samples) FD {res.scores.fd:.3f}")
+    except Exception as e:
+        acc.print(f"warning: periodic evaluation at step {step} failed ({type(e).__name__}: {e}); training goes on")
 
 
 def _sample_grid(cfg: TrainConfig, model, schedule, path: Path) -> None:
