@@ -128,6 +128,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default=None, help="a class-conditional digits run (else one is trained)")
     ap.add_argument("--train-steps", type=int, default=8000)
+    ap.add_argument("--dataset", default="digits", help="digits or fashion-mnist: the run's data and the judge")
     ap.add_argument("--steps", default="10,20,50,100", help="inversion step counts")
     ap.add_argument("--edit-steps", type=int, default=50, help="steps of the inpainting and swap runs")
     ap.add_argument("--n", type=int, default=64, help="images per inversion measurement")
@@ -163,14 +164,18 @@ def main() -> None:
     run = Path(args.run) if args.run else train_run(out / "run", args.train_steps)
     denoiser, schedule, cfg = load_run(run)
     k = cfg.model.num_classes
-    x_test, y_test = reference_images("digits", "test")  # (359, 1, 8, 8): the judge's held-out split
-    x_train, _ = reference_images("digits", "train")
+    from noisecraft.evaluation.evaluate import at_resolution
+
+    res = cfg.model.resolution
+    x_test, y_test = reference_images(args.dataset, "test")  # the judge's held-out split, e.g. (359, 1, 8, 8)
+    x_train, _ = reference_images(args.dataset, "train")
+    x_test, x_train = at_resolution(x_test, res), at_resolution(x_train, res)
     xs, ys = x_test[: args.n], y_test[: args.n]
     cond = {"class_labels": ys} if k else {}
     if "inversion" in parts:
-        results["inversion"] += inversion_table("digits", denoiser, schedule, xs, steps, cond)
+        results["inversion"] += inversion_table(args.dataset, denoiser, schedule, xs, steps, cond)
 
-    judge = BuiltinFeatures("digits")
+    judge = BuiltinFeatures(args.dataset)
     real_f = judge(x_test)
     sig = schedule.sample_sigmas(args.edit_steps)
 
