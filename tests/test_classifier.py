@@ -30,15 +30,6 @@ from noisecraft.sampling.samplers import get_sampler
 SHAPE = (1, 4, 4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waiting on a busy machine (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def image_mixture() -> GaussianMixture:
     """Three 16-pixel patterns (top rows, left columns, a diagonal) with isotropic pixel noise."""
     pats = torch.zeros(3, *SHAPE)
@@ -50,7 +41,7 @@ def image_mixture() -> GaussianMixture:
 
 
 @pytest.fixture(scope="module")
-def trained(_one_thread):
+def trained():
     gm = image_mixture()
     x, y = gm.sample(3000, torch.Generator().manual_seed(0))
     cfg = ClassifierConfig(resolution=4, channels=1, num_classes=3, schedule="edm", width=8, mult=(1, 2))

@@ -9,21 +9,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from noisecraft.cli.main import main
 
 QUIET = ["--no-progress", "--set", "trackers=[]", "--set", "sample_every=0"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one thread is fastest, and immune to OpenMP spin-waiting on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_dry_run_prints_the_resolved_config(capsys):

@@ -23,15 +23,6 @@ from noisecraft.sampling.samplers import SAMPLERS, get_sampler
 SHAPE = (1, 8, 8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny (8x8, a few dozen samples): extra threads only add contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def mixture(k: int = 3, seed: int = 0, spread: float = 0.6) -> GaussianMixture:
     g = torch.Generator().manual_seed(seed)
     means = spread * torch.randn(k, 64, generator=g, dtype=torch.float64)

@@ -25,15 +25,6 @@ from noisecraft.sampling.samplers import get_sampler
 K = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waiting on a busy machine (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def mixture(shape=None) -> GaussianMixture:
     means = torch.tensor([[-2.0, 0.0], [2.0, 0.5], [0.0, 2.5]])
     covs = torch.tensor([[0.3, 0.1], [0.2, 0.4], [0.25, 0.25]])

@@ -5,22 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from noisecraft.cli.main import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waiting on a busy machine (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, _one_thread):
+def tiny_run(tmp_path_factory):
     """A 3-step class-conditional MLP run on 8x8 digits, and a 3-step classifier matching it."""
     root = tmp_path_factory.mktemp("guidance-cli")
     run = root / "run"

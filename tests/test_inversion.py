@@ -14,16 +14,6 @@ from noisecraft.errors import NoisecraftError
 from noisecraft.sampling.inversion import invert, reconstruct
 from noisecraft.sampling.steps import step_sigmas
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests run many tiny tensor ops: one thread avoids oversubscription on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 SCHEDULE = make_schedule("edm", sigma_hi=20.0)
 
 

@@ -6,21 +6,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
-import torch
 
 from noisecraft.cli.main import main
 from noisecraft.sampling.samplers import SAMPLERS
 from noisecraft.sampling.steps import STEP_SCHEDULES
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests run many tiny tensor ops: one thread avoids oversubscription on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_listing_names_every_sampler_and_schedule(capsys):

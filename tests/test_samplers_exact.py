@@ -16,16 +16,6 @@ from noisecraft.core.oracles import GaussianMixture
 from noisecraft.evaluation.distances import mmd_rbf
 from noisecraft.sampling.samplers import SAMPLER_SPECS, get_sampler
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests run many tiny tensor ops: one thread avoids oversubscription on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 S_MAX, S_MIN = 80.0, 0.05
 
 

@@ -13,16 +13,6 @@ import torch
 from noisecraft.core.oracles import GaussianMixture
 from noisecraft.sampling.samplers import get_sampler
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests run many tiny tensor ops: one thread avoids oversubscription on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 diffusers = pytest.importorskip("diffusers")
 
 REL = 1e-4

@@ -24,7 +24,6 @@ def _ddpm(denoiser, n=2000, steps=100):
 
 
 def test_trained_toy_model_samples_are_close_to_data():
-    torch.set_num_threads(2)
     cfg = ToyConfig(dataset="gmm", iterations=1200, batch=256)
     model, history = train_toy(cfg, progress=False)
     assert sum(history[-100:]) < sum(history[:100]), "the loss must fall"

@@ -16,15 +16,6 @@ from noisecraft.training.loop import train
 from noisecraft.training.setup import BatchSource, batch_indices, drop_labels, lr_at
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one thread is fastest, and immune to OpenMP spin-waiting on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def toy_cfg(tmp_path, **top) -> TrainConfig:
     d = {
         "data": {"source": "toy:moons"},

@@ -14,14 +14,6 @@ from noisecraft.training.config import TrainConfig
 from noisecraft.training.loop import train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def digits_cfg(out, **top) -> TrainConfig:
     d = {
         "data": {"source": "digits", "resolution": 8},
