@@ -33,6 +33,8 @@ from noisecraft.core.precond import to_d
 from noisecraft.core.schedules import check_sigmas
 from noisecraft.editing.sdedit import resolve_sampler, strength_sigmas
 from noisecraft.errors import NoisecraftError
+from noisecraft.sampling.inversion import INVERTIBLE, fixed_point_step
+from noisecraft.sampling.inversion import invert as invert_pf_ode
 from noisecraft.sampling.samplers import Callback, Sampler
 
 
@@ -40,43 +42,6 @@ def _check_iters(iters: int) -> int:
     if not isinstance(iters, int) or isinstance(iters, bool) or iters < 0:
         raise NoisecraftError(f"iters (fixed-point iterations per step) must be an integer >= 0, got {iters!r}")
     return iters
-
-
-def _solve_step(step, target: Tensor, x: Tensor, iters: int, ratio: float) -> Tensor:
-    """Solve step(x) = target (B, ...) by `iters` relaxed fixed-point iterations x ← x + c·(target − step(x)).
-
-    For a sampler step σ → σ' with r = σ'/σ, step(x) ≈ A·x + b where A = r·I + (1 − r)·J_D has eigenvalues
-    in [r, 1] when the denoiser's Jacobian J_D has them in [0, 1] (Gaussian data). c = 1 is then always a
-    contraction, but a slow one at large σ (J_D ≈ 0, A ≈ r·I: about 1/r iterations). After the first iteration
-    c is the secant estimate ⟨Δx, Δx⟩ / ⟨Δx, A·Δx⟩ per sample, clamped to [1, 1/r], which solves such a step
-    in one iteration. Safeguards (a mixture's J_D can leave [0, 1] near class boundaries): a sample whose
-    residual grew goes back to its previous iterate and takes c = 1, and a last secant step that was not
-    checked is checked (one more sampler step) and replaced by a c = 1 step from the best iterate if worse.
-    """
-    c_max = 1.0 / ratio if ratio > 0 else 1.0
-    shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # (B, 1, ...)
-    c = torch.ones(shape, dtype=x.dtype, device=x.device)
-    prev = None
-    for _ in range(iters):
-        res = target - step(x)  # (B, ...)
-        rn = res.flatten(1).norm(dim=1)  # (B,)
-        if prev is not None:
-            px, pres, prn = prev
-            dx, dres = x - px, res - pres  # dres = −A·dx
-            den = -(dx * dres).flatten(1).sum(1)
-            est = torch.where(den > 0, dx.flatten(1).pow(2).sum(1) / den.clamp(min=1e-30), torch.ones_like(den))
-            c = est.clamp(1.0, c_max).reshape(shape).to(x.dtype)
-            worse = rn > prn  # (B,)
-            w = worse.reshape(shape)
-            x, res, rn = torch.where(w, px, x), torch.where(w, pres, res), torch.where(worse, prn, rn)
-            c = torch.where(w, torch.ones_like(c), c)
-        prev = (x, res, rn)
-        x = x + c * res
-    if prev is not None and (c > 1).any():  # check the last secant step
-        px, pres, prn = prev
-        worse = ((target - step(x)).flatten(1).norm(dim=1) > prn).reshape(shape)
-        x = torch.where(worse, px + pres, x)
-    return x
 
 
 def _explicit_up(
@@ -88,11 +53,8 @@ def _explicit_up(
     noisecraft.sampling.inversion (e.g. Heun's trapezoid, second order); otherwise an explicit Euler step on the
     PF-ODE. Out of σ' = 0, where the ODE is singular, both take DDIM inversion's first step x + σ·ε̂(x, σ).
     """
-    if isinstance(sampler, str) and not knobs:
-        from noisecraft.sampling import inversion
-
-        if sampler in inversion.INVERTIBLE:
-            return inversion.invert(denoiser, x, pair, sampler=sampler, cond=cond), None
+    if isinstance(sampler, str) and not knobs and sampler in INVERTIBLE:
+        return invert_pf_ode(denoiser, x, pair, sampler=sampler, cond=cond), None
     s_hi, s_lo = pair[0], pair[1]
     s_eval = s_lo if s_lo > 0 else s_hi
     x0 = denoiser(x, s_eval, **cond)
@@ -118,7 +80,8 @@ def invert(
             A tail of the list (editing.sdedit.strength_sigmas) gives a partial inversion.
         sampler: a deterministic sampler (registry name or function); "ddpm" only with eta=0.
         iters: fixed-point iterations per step (0 = classic DDIM inversion; each iteration costs one sampler
-            step, e.g. 1 NFE for euler).
+            step, e.g. 1 NFE for euler). Guaranteed to help for euler/ddim only: with heun it made the round
+            trip worse on a Gaussian mixture (tests/test_inversion.py), though it helped on digits.
         knobs: passed on to the sampler.
     """
     sigmas = check_sigmas(sigmas, final_zero=True)
@@ -129,7 +92,7 @@ def invert(
         s_hi, s_lo = sigmas[i], sigmas[i + 1]
         x_hi, x0 = _explicit_up(denoiser, x, sigmas[i : i + 2], sampler, cond, knobs)
         pair = sigmas[i : i + 2]
-        x = _solve_step(
+        x = fixed_point_step(
             lambda v, pair=pair: step(denoiser, v, pair, cond=cond, **knobs), x, x_hi, iters, float(s_lo / s_hi)
         )
         if callback is not None:

@@ -26,9 +26,9 @@ from noisecraft.errors import NoisecraftError, check_choice
 from noisecraft.sampling.samplers import SAMPLER_SPECS, Model, get_sampler
 
 INVERTIBLE = ("ddim", "euler", "heun", "dpmpp_2m", "dpmpp_3m")
-# Solvers whose steps are inverted exactly by fixed-point iteration: for a DDIM/Euler step the iteration map has
-# Jacobian (1 − σ'/σ)(I − ∂D/∂x), a contraction when ∂D/∂x has eigenvalues in [0, 1]. (For Heun's step the
-# same iteration was measured to diverge on a Gaussian mixture, so it is not offered.)
+# One-step solvers whose steps fixed_point_step inverts: for a DDIM/Euler step the plain iteration map has
+# Jacobian (1 − σ'/σ)(I − ∂D/∂x), a contraction when ∂D/∂x has eigenvalues in [0, 1]. For Heun's step the
+# iteration made the round trip worse on a Gaussian mixture (tests/test_inversion.py), so it is not offered.
 ONE_STEP = ("ddim", "euler")
 
 
@@ -49,7 +49,7 @@ def invert(
         sigmas: the descending σ list that will be used to decode (the same one gives the best round trip).
         sampler: one of INVERTIBLE (deterministic ODE solvers).
         fixed_point_iters: extra iterations per step making each step the exact inverse of the decoding step
-            (one-step solvers ddim/euler; each iteration costs one network call per step).
+            (one-step solvers ddim/euler; each iteration costs one decoding step).
         info: a dict that receives "nfe", the number of network calls.
     """
     check_choice("inversion sampler", sampler, INVERTIBLE)
@@ -65,8 +65,7 @@ def invert(
     if sig[-1] == 0:
         s = sig[-2]
         x = x0 + (x0 - model(x0, s))  # DDIM inversion's first step: x0 + σ·ε̂(x0, σ)
-        for _ in range(fixed_point_iters):
-            x = x + (x0 - model(x, s))  # solve D(x; σ) = x0
+        x = fixed_point_step(lambda v: model(v, s), x0, x, fixed_point_iters, 0.0)  # solve D(x; σ) = x0
         sig = sig[:-1]
     up = sig[::-1]  # ascending
     if len(up) > 1 and not fixed_point_iters:
@@ -77,10 +76,50 @@ def invert(
             target = x
             x = _last(stepper(model, target, torch.tensor([lo, hi], dtype=torch.float64), None))
             down = torch.tensor([hi, lo], dtype=torch.float64)
-            for _ in range(fixed_point_iters):
-                x = x + (target - _last(stepper(model, x, down, None)))
+            x = fixed_point_step(
+                lambda v, d=down: _last(stepper(model, v, d, None)), target, x, fixed_point_iters, lo / hi
+            )
     if info is not None:
         info["nfe"] = model.nfe
+    return x
+
+
+def fixed_point_step(step, target: Tensor, x: Tensor, iters: int, ratio: float) -> Tensor:
+    """Solve step(x) = target (B, ...) from the guess x by `iters` relaxed iterations x ← x + c·(target − step(x)).
+
+    The one fixed-point mechanism of inversion: `step` is a decoding step σ → σ' with r = σ'/σ = `ratio`.
+
+    For a sampler step σ → σ' with r = σ'/σ, step(x) ≈ A·x + b where A = r·I + (1 − r)·J_D has eigenvalues
+    in [r, 1] when the denoiser's Jacobian J_D has them in [0, 1] (Gaussian data). c = 1 is then always a
+    contraction, but a slow one at large σ (J_D ≈ 0, A ≈ r·I: about 1/r iterations). After the first iteration
+    c is the secant estimate ⟨Δx, Δx⟩ / ⟨Δx, A·Δx⟩ per sample, clamped to [1, 1/r], which solves such a step
+    in one iteration. Safeguards (a mixture's J_D can leave [0, 1] near class boundaries): a sample whose
+    residual grew goes back to its previous iterate and takes c = 1, and a last secant step that was not
+    checked is checked (one more sampler step) and replaced by a c = 1 step from the best iterate if worse.
+    """
+    c_max = 1.0 / ratio if ratio > 0 else 1.0
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # (B, 1, ...)
+    c = torch.ones(shape, dtype=x.dtype, device=x.device)
+    prev = None
+    for _ in range(iters):
+        res = target - step(x)  # (B, ...)
+        rn = res.flatten(1).norm(dim=1)  # (B,)
+        if prev is not None:
+            px, pres, prn = prev
+            dx, dres = x - px, res - pres  # dres = −A·dx
+            den = -(dx * dres).flatten(1).sum(1)
+            est = torch.where(den > 0, dx.flatten(1).pow(2).sum(1) / den.clamp(min=1e-30), torch.ones_like(den))
+            c = est.clamp(1.0, c_max).reshape(shape).to(x.dtype)
+            worse = rn > prn  # (B,)
+            w = worse.reshape(shape)
+            x, res, rn = torch.where(w, px, x), torch.where(w, pres, res), torch.where(worse, prn, rn)
+            c = torch.where(w, torch.ones_like(c), c)
+        prev = (x, res, rn)
+        x = x + c * res
+    if prev is not None and (c > 1).any():  # check the last secant step
+        px, pres, prn = prev
+        worse = ((target - step(x)).flatten(1).norm(dim=1) > prn).reshape(shape)
+        x = torch.where(worse, px + pres, x)
     return x
 
 
