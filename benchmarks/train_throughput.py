@@ -11,6 +11,11 @@ Each side runs in its own fresh process (so peak RSS is its own); images/s is me
 over the same number of optimiser steps. Runs alternate (ours, reference, ours, ...) and the median is
 reported, which keeps other load on the machine from favouring either side.
 
+A third row, the *floor*, times the bare step on one pre-made batch: the same U-Net's forward, ε-MSE,
+backward and a fused AdamW step, with no data pipeline, noise schedule, EMA, clipping or logging. No trainer
+that does the same work per image can beat it, so floor/reference is the largest ratio reachable on this
+machine; ours/floor says how close the trainer comes to it.
+
     python benchmarks/train_throughput.py                    # digits at 16x16, tiny U-Net, batch 64
     python benchmarks/train_throughput.py --resolution 32 --steps 30 --repeats 3
 """
@@ -28,10 +33,15 @@ import tempfile
 import time
 from pathlib import Path
 
-METRICS = ("images_per_s", "images_per_cpu_s", "peak_rss_mb")
+METRICS = ("images_per_s", "images_per_cpu_s", "peak_mb")
 
 
-def peak_rss_mb() -> float:
+def peak_mb() -> float:
+    """Peak memory of this process: allocated GPU memory when training ran on CUDA, else peak RSS."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -44,7 +54,7 @@ def run_ours(a: argparse.Namespace, out: Path) -> dict:
             "data": {"source": "digits", "resolution": a.resolution, "channels": 1},
             "model": {
                 "arch": "unet",
-                "preset": "tiny",
+                "preset": a.preset,
                 "resolution": a.resolution,
                 "channels": 1,
                 "schedule": "linear",
@@ -67,7 +77,7 @@ def run_ours(a: argparse.Namespace, out: Path) -> dict:
     seconds = sum(a.batch / r["images_per_s"] for r in timed)
     cpu = timed[-1]["cpu_s"] - next(r["cpu_s"] for r in log if r["step"] == a.warmup)
     images = len(timed) * a.batch
-    return {"images_per_s": images / seconds, "images_per_cpu_s": images / cpu, "peak_rss_mb": peak_rss_mb()}
+    return {"images_per_s": images / seconds, "images_per_cpu_s": images / cpu, "peak_mb": peak_mb()}
 
 
 def run_reference(a: argparse.Namespace, out: Path) -> dict:
@@ -94,7 +104,7 @@ def run_reference(a: argparse.Namespace, out: Path) -> dict:
 
     dataset.set_transform(lambda ex: {"images": [preprocess(im) for im in ex["image"]]})
     loader = torch.utils.data.DataLoader(dataset, batch_size=a.batch, shuffle=True)
-    model = build_unet("tiny", a.resolution, 1).unet  # the very same UNet2DModel configuration
+    model = build_unet(a.preset, a.resolution, 1).unet  # the very same UNet2DModel configuration
     scheduler = DDPMScheduler(num_train_timesteps=1000)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     lr_sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=10, num_training_steps=a.warmup + a.steps)
@@ -138,7 +148,39 @@ def run_reference(a: argparse.Namespace, out: Path) -> dict:
                 break
     acc.end_training()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"images_per_s": images / wall, "images_per_cpu_s": images / cpu, "peak_rss_mb": peak_rss_mb()}
+    return {"images_per_s": images / wall, "images_per_cpu_s": images / cpu, "peak_mb": peak_mb()}
+
+
+def run_floor(a: argparse.Namespace, out: Path) -> dict:
+    import torch
+
+    from noisecraft.models.unet import build_unet
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    net = build_unet(a.preset, a.resolution, 1).unet.to(dev)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=True)
+    x = torch.randn(a.batch, 1, a.resolution, a.resolution, device=dev)  # (B, 1, H, W): one batch, reused
+    noise = torch.randn_like(x)
+    t = torch.randint(0, 1000, (a.batch,), device=dev)
+    t0 = c0 = 0.0
+    for step in range(a.warmup + a.steps):
+        if step == a.warmup:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0, c0 = time.perf_counter(), time.process_time()
+        loss = (net(x, t, return_dict=False)[0] - noise).pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    images = a.steps * a.batch
+    return {"images_per_s": images / wall, "images_per_cpu_s": images / cpu, "peak_mb": peak_mb()}
+
+
+ROLES = {"ours": run_ours, "reference": run_reference, "floor": run_floor}
 
 
 def child(role: str, a: argparse.Namespace) -> dict:
@@ -149,6 +191,8 @@ def child(role: str, a: argparse.Namespace) -> dict:
         role,
         "--resolution",
         str(a.resolution),
+        "--preset",
+        a.preset,
         "--batch",
         str(a.batch),
         "--steps",
@@ -168,42 +212,48 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--resolution", type=int, default=16)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--preset", default="tiny", help="U-Net preset (tiny, small, guide-128)")
     p.add_argument("--steps", type=int, default=40, help="timed optimiser steps")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--role", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    p.add_argument("--role", choices=list(ROLES), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.role:
         with tempfile.TemporaryDirectory() as tmp:
-            res = (run_ours if a.role == "ours" else run_reference)(a, Path(tmp))
+            res = ROLES[a.role](a, Path(tmp))
         print(json.dumps(res))
         return
-    runs: dict[str, list[dict]] = {"ours": [], "reference": []}
+    runs: dict[str, list[dict]] = {role: [] for role in ROLES}
     for i in range(a.repeats):
-        for role in ("ours", "reference") if i % 2 == 0 else ("reference", "ours"):
+        order = ("ours", "reference", "floor")
+        for role in order if i % 2 == 0 else order[::-1]:
             runs[role].append(child(role, a))
             r = runs[role][-1]
             print(
                 f"  run {i + 1} {role:9s}: {r['images_per_s']:8.1f} images/s, "
                 f"{r['images_per_cpu_s']:8.1f} images/CPU-s, "
-                f"peak RSS {r['peak_rss_mb']:.0f} MB",
+                f"peak {r['peak_mb']:.0f} MB",
                 file=sys.stderr,
             )
     med = {k: {m: statistics.median(r[m] for r in v) for m in METRICS} for k, v in runs.items()}
     threads = os.environ.get("OMP_NUM_THREADS", "default")
     print(
-        f"\ntraining throughput: digits {a.resolution}x{a.resolution}, tiny UNet2DModel, batch {a.batch}, "
+        f"\ntraining throughput: digits {a.resolution}x{a.resolution}, {a.preset} UNet2DModel, batch {a.batch}, "
         f"{a.steps} timed steps, median of {a.repeats} (torch threads: {threads})"
     )
     print("images/CPU-s counts only the process's own CPU time, so other load on the machine does not enter it")
-    print(f"{'':24s}{'images/s':>12s}{'images/CPU-s':>14s}{'peak RSS MB':>14s}")
-    for k in ("ours", "reference"):
-        name = "noisecraft" if k == "ours" else "reference (guide loop)"
+    import torch
+
+    mem = "peak GPU MB" if torch.cuda.is_available() else "peak RSS MB"
+    print(f"{'':24s}{'images/s':>12s}{'images/CPU-s':>14s}{mem:>14s}")
+    names = {"ours": "noisecraft", "reference": "reference (guide loop)", "floor": "floor (bare step)"}
+    for k, name in names.items():
         print(f"{name:24s}" + "".join(f"{med[k][m]:{w}.1f}" for m, w in zip(METRICS, (12, 14, 14))))
-    print(
-        f"{'ratio ours/reference':24s}"
-        + "".join(f"{med['ours'][m] / med['reference'][m]:{w}.2f}x" for m, w in zip(METRICS, (11, 13, 13)))
-    )
+    for num, den in (("ours", "reference"), ("floor", "reference"), ("ours", "floor")):
+        print(
+            f"{'ratio ' + num + '/' + den:24s}"
+            + "".join(f"{med[num][m] / med[den][m]:{w}.2f}x" for m, w in zip(METRICS, (11, 13, 13)))
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Draw samples from a trained run: one PNG per seed plus a grid (images), or a scatter plot and points (2-D).
+"""Draw samples from a trained run, a diffusers pipeline folder or a hub model: one PNG per seed plus a grid
+(images), or a scatter plot and points (2-D).
 
 Sample i uses seed (--seed + i) and its own generator, so it is the same whatever --batch-size is.
 
@@ -9,6 +10,8 @@ Examples:
   noisecraft sample runs/digits-cond --class 3 --cfg 4 --cfg-interval 0.3,5 --cfg-rescale 0.7
   noisecraft sample runs/digits --class 3 --classifier runs/clf-digits --classifier-scale 2
   noisecraft sample runs/roll --num 4000                      # 2-D toy: samples.png + samples.npy
+  noisecraft sample exported/digits --sampler dpmpp_2m --steps 20   # a diffusers pipeline folder
+  noisecraft sample hub:google/ddpm-cifar10-32 --steps 50 --out cifar   # a diffusers model from the hub
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="run folder written by `noisecraft train` (or one checkpoint folder)")
+    p.add_argument(
+        "run",
+        help="run folder written by `noisecraft train` (or one checkpoint folder), a diffusers pipeline folder, "
+        "or hub:user/name",
+    )
     p.add_argument("--sampler", default="euler", help="sampler name (see `noisecraft samplers` when available)")
     p.add_argument("--steps", type=int, default=40, help="sampling steps")
     p.add_argument("--schedule", default=None, help="step spacing, e.g. linspace, trailing, karras, logsnr")
@@ -38,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--classifier-scale", type=float, default=1.0, help="classifier guidance scale s")
     p.add_argument("--batch-size", type=int, default=64, help="samples per forward pass (results do not depend on it)")
     p.add_argument("--raw", action="store_true", help="use the raw training weights instead of the EMA")
-    p.add_argument("--out", default=None, help="output folder (default: RUN/generated)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/generated; hub:user/name → generated/name)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,19 +57,22 @@ def run(args: argparse.Namespace) -> int:
         raise NoisecraftError("--num, --steps and --batch-size must be positive integers")
     if args.seed < 0:
         raise NoisecraftError(f"--seed must be >= 0, got {args.seed}")
-    if not Path(args.run).exists():
+    from noisecraft.interop.pretrained import HUB_PREFIX
+
+    hub = args.run.startswith(HUB_PREFIX)
+    if not hub and not Path(args.run).exists():
         raise NoisecraftError(f"run folder {args.run!r} does not exist")
     import numpy as np
     import torch
 
     from noisecraft.errors import check_choice
+    from noisecraft.interop.pretrained import load_pretrained
     from noisecraft.sampling.samplers import SAMPLERS
-    from noisecraft.training.checkpoint import load_run
     from noisecraft.training.samples import generate, save_grid, save_images, save_points
-    from noisecraft.training.setup import sample_shape
 
     check_choice("sampler", args.sampler, SAMPLERS)
-    denoiser, schedule, cfg = load_run(args.run, ema=not args.raw)
+    model = load_pretrained(args.run, ema=not args.raw)
+    denoiser, schedule = model.denoiser, model.schedule
     labels = None
     if args.class_label is not None or args.cfg_scale is not None or args.classifier is not None:
         from noisecraft.sampling.guidance import build_guided_denoiser
@@ -80,15 +90,15 @@ def run(args: argparse.Namespace) -> int:
             cfg_rescale=args.cfg_rescale,
             classifier=classifier,
             classifier_scale=args.classifier_scale,
-            num_classes=cfg.model.num_classes,
-            sample_shape=sample_shape(cfg),
+            num_classes=model.num_classes,
+            sample_shape=model.shape,
         )
         labels = torch.full((args.num,), args.class_label, dtype=torch.long)
     seeds = list(range(args.seed, args.seed + args.num))
     x = generate(
         denoiser,
         schedule,
-        sample_shape(cfg),
+        model.shape,
         seeds,
         sampler=args.sampler,
         steps=args.steps,
@@ -96,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         class_labels=labels,
         batch_size=args.batch_size,
     )
-    out = Path(args.out or Path(args.run) / "generated")
+    default = Path("generated") / args.run.rsplit("/", 1)[-1] if hub else Path(args.run) / "generated"
+    out = Path(args.out or default)
     out.mkdir(parents=True, exist_ok=True)
     if x.ndim == 2:
         np.save(out / "samples.npy", x.numpy())

@@ -1,0 +1,76 @@
+"""One entry point for every model noisecraft can sample: a noisecraft run, a diffusers pipeline folder, or
+a hub repository (``hub:user/name``, for example the guide's ``hub:google/ddpm-cifar10-32``).
+
+A diffusers model keeps its scheduler's ``clip_sample`` (x̂0 is clamped as the pipeline clamps it); its step
+spacing is noisecraft's default (trailing: the first step starts at the top noise level), and
+``--schedule leading`` walks the timesteps that diffusers' DDIM pipeline walks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from noisecraft.core.schedules import Schedule
+from noisecraft.errors import NoisecraftError
+
+HUB_PREFIX = "hub:"
+
+
+@dataclass
+class Pretrained:
+    """A loaded model with what sampling needs to know about it.
+
+    denoiser: D(x, σ, **cond) → x̂0 in eval mode; shape: one sample, (2,) or (C, H, W); num_classes: 0 when
+    unconditional; kind: "run" or "diffusers".
+    """
+
+    denoiser: torch.nn.Module
+    schedule: Schedule
+    shape: tuple[int, ...]
+    num_classes: int
+    kind: str
+
+
+def is_diffusers_folder(path: Path) -> bool:
+    """A diffusers pipeline folder (model_index.json, or unet/ beside scheduler/) that is not a noisecraft run."""
+    if (path / "config.json").is_file() and not (path / "unet").is_dir() and not (path / "scheduler").is_dir():
+        return False  # a noisecraft checkpoint folder (or a bare model config): not a pipeline
+    return (path / "model_index.json").is_file() or (path / "unet" / "config.json").is_file()
+
+
+def load_pretrained(spec: str, ema: bool = True) -> Pretrained:
+    """Load `spec`: a run folder or checkpoint (EMA weights unless ema=False), a diffusers folder, or hub:ID."""
+    if spec.startswith(HUB_PREFIX):
+        from noisecraft.interop.hub import download_from_hub
+
+        repo_id = spec[len(HUB_PREFIX) :]
+        if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+            raise NoisecraftError(f"{spec!r}: a hub model is named hub:user/name")
+        return _from_diffusers(download_from_hub(repo_id))
+    path = Path(spec)
+    if not path.exists():
+        raise NoisecraftError(f"{spec!r} does not exist: give a run folder, a diffusers folder or hub:user/name")
+    if is_diffusers_folder(path):
+        return _from_diffusers(path)
+    from noisecraft.training.checkpoint import load_run
+    from noisecraft.training.setup import sample_shape
+
+    denoiser, schedule, cfg = load_run(path, ema=ema)
+    return Pretrained(denoiser, schedule, sample_shape(cfg), cfg.model.num_classes, "run")
+
+
+def _from_diffusers(folder: Path) -> Pretrained:
+    from noisecraft.interop.diffusers import ClippedDenoiser, load_diffusers
+
+    denoiser, schedule = load_diffusers(folder)
+    unet = denoiser.net.unet
+    size = unet.config.sample_size
+    side = size if isinstance(size, int) else size[0]
+    shape = (int(unet.config.in_channels), int(side), int(side))
+    num_classes = denoiser.net.num_classes
+    if denoiser.clip_sample:
+        denoiser = ClippedDenoiser(denoiser, denoiser.clip_sample_range).eval()
+    return Pretrained(denoiser.requires_grad_(False), schedule, shape, num_classes, "diffusers")
