@@ -38,6 +38,7 @@ from noisecraft.training.setup import (
 def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool = True) -> Path:
     """Train the run `cfg` (resume=True continues from its latest checkpoint); returns the last checkpoint."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from tqdm.auto import tqdm
 
     check_compatible(cfg)
@@ -47,6 +48,9 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
         raise NoisecraftError(f"{out} already holds checkpoints: pass --resume to continue, or choose a new --out")
     if last is not None:
         ckpt.check_resumable(last, cfg.to_dict())
+    # Accelerate keeps one process-wide state: forget the last run's settings (mixed precision) so a second
+    # train() in the same Python session takes its own; the distributed process group is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     # cpu=True on a machine without CUDA makes torchrun/accelerate-launched processes form a gloo group
     acc = Accelerator(
         mixed_precision=cfg.mixed_precision,
