@@ -50,8 +50,9 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, batch_size: int = 1) -> None:
         beta = self.beta(batch_size)
-        for p_ema, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            p_ema.lerp_(p.detach().to(p_ema.dtype), 1 - beta)
+        ema_params = list(self.model.parameters())
+        params = [p.detach().to(e.dtype) for e, p in zip(ema_params, model.parameters(), strict=True)]
+        torch._foreach_lerp_(ema_params, params, 1 - beta)  # one fused pass over all tensors
         for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
             b_ema.copy_(b)
         self.steps += 1
