@@ -1,4 +1,5 @@
-"""The same training in two processes (torchrun, CPU/gloo): ranks see disjoint data, end with equal weights."""
+"""The same training in two processes (torchrun or accelerate launch, CPU/gloo): ranks see disjoint data and
+end with equal weights."""
 
 from __future__ import annotations
 
@@ -7,19 +8,32 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from noisecraft.training.setup import batch_indices
 
+LAUNCHERS = {
+    "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"],
+    # --multi_gpu starts two gloo processes on a CPU machine (--cpu --num_processes 2 would start only one)
+    "accelerate": [
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        "0",
+        "-m",
+    ],
+}
 
-def test_two_process_run_shards_data_and_agrees_on_weights(tmp_path):
+
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_two_process_run_shards_data_and_agrees_on_weights(tmp_path, launcher):
     out = tmp_path / "run"
     cmd = [
         sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
+        *LAUNCHERS[launcher],
         "noisecraft.cli.main",
         "train",
         "--data",
