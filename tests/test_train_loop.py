@@ -123,9 +123,9 @@ def test_cached_and_streamed_data_give_identical_runs(tmp_path):
 
 
 def test_mixed_precision_trains_and_a_second_run_in_one_process_takes_its_own_setting(tmp_path):
-    """bf16 autocast trains (finite loss, weights move); Accelerate's process-wide state does not leak the
+    """bf16 and fp16 autocast train (finite losses, a checkpoint); Accelerate's process-wide state does not leak the
     first run's precision into the next train() call of the same Python session."""
-    for mp in ("bf16", "no"):
+    for mp in ("bf16", "fp16", "no"):
         cfg = toy_cfg(tmp_path / mp, steps=3, batch_size=16, log_every=1, checkpoint_every=3, mixed_precision=mp)
         last = train(cfg, progress=False)
         log = [json.loads(line) for line in (tmp_path / mp / "run" / "log.jsonl").read_text().splitlines()]
