@@ -67,3 +67,66 @@ def test_two_process_run_shards_data_and_agrees_on_weights(tmp_path, launcher):
     assert r.stdout.count("done:") == 1
     # the run never unpickles: checkpoints are safetensors + JSON only
     assert not list(last.glob("*.pt")) and not list(last.glob("*.bin"))
+
+
+def _train_cmd(out, steps: int, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        *LAUNCHERS["torchrun"],
+        "noisecraft.cli.main",
+        "train",
+        "--data",
+        "toy:swissroll",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--set",
+        "trackers=[]",
+        "--set",
+        "sample_every=0",
+        "--set",
+        "checkpoint_every=20",
+        *extra,
+    ]
+
+
+def test_sigterm_to_one_rank_stops_both_at_one_step_and_resume_is_exact(tmp_path):
+    """Pre-emption hits one process: the ranks agree (one all-reduced flag per step), both write their part
+    of one checkpoint at the same step and stop; resuming in two processes ends at the uninterrupted weights."""
+    import signal
+    import time
+
+    import psutil
+    import torch
+    from safetensors.torch import load_file
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    steps = 400
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    launcher = subprocess.Popen(_train_cmd(out, steps), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while launcher.poll() is None and time.time() < deadline and not any((out / "checkpoints").glob("step-*")):
+        time.sleep(0.01)
+    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+    assert len(workers) == 1, "rank 1 not found (the run ended too early?)"
+    workers[0].send_signal(signal.SIGTERM)
+    stderr = launcher.communicate(timeout=120)[1].decode()
+    assert launcher.returncode != 0  # torchrun reports that a worker exited with 143
+    assert "SIGTERM received: stopped after step" in stderr, stderr[-3000:]
+    stopped = int(stderr.split("stopped after step ")[1].split(",")[0])
+    assert 20 <= stopped < steps
+    ck = out / "checkpoints" / f"step-{stopped:08d}"
+    assert (ck / "rng-rank0.safetensors").is_file() and (ck / "rng-rank1.safetensors").is_file()
+    assert (ck / "model.safetensors").is_file()
+
+    r = subprocess.run(_train_cmd(out, steps, "--resume"), capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run(_train_cmd(ref, steps), capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    final = f"checkpoints/step-{steps:08d}/model.safetensors"
+    a, b = load_file(ref / final), load_file(out / final)
+    assert all(torch.equal(a[k], b[k]) for k in a), "weights differ after the interrupted two-process run resumed"

@@ -138,3 +138,28 @@ def test_resume_drops_log_lines_past_the_checkpoint_and_half_written_ones(tmp_pa
     log.write_text('{"step": 10, "loss": 1}\n{"step": 20, "loss": 0.5}\n{"step": 30, "loss": 0.4}\n{"step": 4')
     _truncate_log(log, 20)
     assert log.read_text() == '{"step": 10, "loss": 1}\n{"step": 20, "loss": 0.5}\n'
+
+
+def test_signal_stops_cleanly_with_a_checkpoint_and_resume_is_bit_identical(tmp_path):
+    """Ctrl-C (SIGINT) or SIGTERM: the run finishes its step, writes a checkpoint there (off the cadence), exits
+    with 128 + signal, and resuming it ends at the uninterrupted run's weights."""
+    ref = tmp_path / "ref"
+    assert subprocess.run(_cmd(ref), env=_env(), capture_output=True, timeout=180).returncode == 0
+    want = load_file(ref / f"checkpoints/step-{STEPS:08d}" / "model.safetensors")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        out = tmp_path / sig.name
+        p = subprocess.Popen(_cmd(out), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while p.poll() is None and time.time() < deadline and not any((out / "checkpoints").glob("step-*")):
+            time.sleep(0.01)
+        p.send_signal(sig)
+        err = p.communicate(timeout=120)[1]
+        assert p.returncode == 128 + sig, err[-2000:]
+        assert f"{sig.name} received: stopped after step" in err and "--resume" in err
+        stopped = int(err.split("stopped after step ")[1].split(",")[0])
+        assert EVERY <= stopped < STEPS
+        assert (out / "checkpoints" / f"step-{stopped:08d}" / "model.safetensors").is_file()
+        r = subprocess.run(_cmd(out, resume=True), env=_env(), capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0 and f"step {stopped})" in r.stdout + r.stderr, r.stderr[-2000:]
+        got = load_file(out / f"checkpoints/step-{STEPS:08d}" / "model.safetensors")
+        assert all(torch.equal(want[k], got[k]) for k in want), f"{sig.name}: weights differ after resume"

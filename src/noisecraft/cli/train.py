@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -89,11 +90,18 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(cfg.to_json())
         return 0
+    from noisecraft.training.interrupt import TrainingInterrupted
     from noisecraft.training.loop import train
     from noisecraft.training.setup import check_compatible
 
     check_compatible(cfg)
-    last = train(cfg, resume=args.resume, progress=not args.no_progress)
+    try:
+        last = train(cfg, resume=args.resume, progress=not args.no_progress)
+    except TrainingInterrupted as e:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"noisecraft train: {e}", file=sys.stderr)
+            print(f"continue it: noisecraft train --out {cfg.out_dir} --resume  (same config)", file=sys.stderr)
+        return 128 + e.signum  # the shell's convention for "ended by signal N": 130 Ctrl-C, 143 SIGTERM
     if os.environ.get("RANK", "0") == "0":  # one report per run, not per process
         print(f"done: {cfg.steps} steps; checkpoint {last}")
         print(f"sample it: noisecraft sample {cfg.out_dir} --num 16")

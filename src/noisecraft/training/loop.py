@@ -22,6 +22,7 @@ from noisecraft.core.losses import DenoisingLoss
 from noisecraft.errors import NoisecraftError
 from noisecraft.training import checkpoint as ckpt
 from noisecraft.training.config import TrainConfig
+from noisecraft.training.interrupt import StopRequest, TrainingInterrupted
 from noisecraft.training.setup import (
     BatchSource,
     LossModule,
@@ -36,7 +37,10 @@ from noisecraft.training.setup import (
 
 
 def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool = True) -> Path:
-    """Train the run `cfg` (resume=True continues from its latest checkpoint); returns the last checkpoint."""
+    """Train the run `cfg` (resume=True continues from its latest checkpoint); returns the last checkpoint.
+
+    Ctrl-C or SIGTERM ends the current step, writes a checkpoint and raises TrainingInterrupted.
+    """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from tqdm.auto import tqdm
@@ -87,65 +91,72 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
     bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and acc.is_main_process), desc="train")
     t_log, step_log, first_idx = time.perf_counter(), start, None
     null = cfg.model.num_classes
-    for step in range(start, cfg.steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, o, cfg.steps)
-        loss_sum = torch.zeros((), device=acc.device)
-        for m in range(o.grad_accum):
-            idx, batch = next(batches)
-            first_idx = idx.tolist() if first_idx is None else first_idx
-            x0 = source.augment(batch["x"].to(acc.device), g)
-            cond = {}
-            if null:
-                cond["class_labels"] = drop_labels(batch["label"].to(acc.device), cfg.label_dropout, null, g)
-            sync = contextlib.nullcontext() if m == o.grad_accum - 1 else acc.no_sync(loss_mod)
-            with sync, acc.autocast():
-                loss = loss_mod(x0, g, **cond).float().mean()
-                acc.backward(loss / o.grad_accum)
-            loss_sum += loss.detach() / o.grad_accum
-        gnorm = acc.clip_grad_norm_(denoiser.parameters(), o.grad_clip or math.inf)
-        if torch.isfinite(torch.as_tensor(gnorm)):  # gradients are all-reduced: every process agrees
-            opt.step()
-            ema.update(denoiser, cfg.batch_size)
-            bad = 0
-        else:
-            bad, bad_total = bad + 1, bad_total + 1
-        opt.zero_grad(set_to_none=True)
-        if bad >= cfg.max_bad_steps:
-            keep = ckpt.latest_checkpoint(out)
-            raise NoisecraftError(
-                f"{bad} steps in a row had a non-finite loss or gradient (last at step {step + 1}); stopped. "
-                f"Last good checkpoint: {keep or 'none yet'}. Lower optim.lr or check the data"
-            )
-        done = step + 1
-        bar.update(1)
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            loss_val = acc.reduce(loss_sum, "mean").item()
-            rate = (done - step_log) * cfg.batch_size / max(time.perf_counter() - t_log, 1e-9)
-            t_log, step_log = time.perf_counter(), done
-            rec = {
-                "step": done,
-                "loss": loss_val,
-                "lr": opt.param_groups[0]["lr"],
-                "images_per_s": rate,
-                "grad_norm": float(gnorm),
-                "bad_steps": bad_total,
-                "cpu_s": time.process_time(),  # this process's CPU seconds: throughput that ignores other load
-            }
-            bar.set_postfix(loss=f"{loss_val:.4f}", img_s=f"{rate:.0f}", refresh=False)
-            acc.log({k: v for k, v in rec.items() if k != "step"}, step=done)
-            if acc.is_main_process:
-                with open(out / "log.jsonl", "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-        if cfg.sample_every and (done % cfg.sample_every == 0 or done == cfg.steps) and acc.is_main_process:
-            try:  # a failing preview must never cost a run its progress
-                _sample_grid(cfg, ema.model, schedule, out / "samples" / f"step-{done:08d}.png")
-            except Exception as e:
-                acc.print(f"warning: sample grid at step {done} failed ({type(e).__name__}: {e}); training goes on")
-        if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps) and acc.is_main_process:
-            _periodic_eval(cfg, ema.model, schedule, done, out, acc)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            _save(acc, out, done, denoiser, ema, opt, g, cfg, {"bad_steps": bad, "bad_steps_total": bad_total})
+    with StopRequest() as stop:
+        for step in range(start, cfg.steps):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, o, cfg.steps)
+            loss_sum = torch.zeros((), device=acc.device)
+            for m in range(o.grad_accum):
+                idx, batch = next(batches)
+                first_idx = idx.tolist() if first_idx is None else first_idx
+                x0 = source.augment(batch["x"].to(acc.device), g)
+                cond = {}
+                if null:
+                    cond["class_labels"] = drop_labels(batch["label"].to(acc.device), cfg.label_dropout, null, g)
+                sync = contextlib.nullcontext() if m == o.grad_accum - 1 else acc.no_sync(loss_mod)
+                with sync, acc.autocast():
+                    loss = loss_mod(x0, g, **cond).float().mean()
+                    acc.backward(loss / o.grad_accum)
+                loss_sum += loss.detach() / o.grad_accum
+            gnorm = acc.clip_grad_norm_(denoiser.parameters(), o.grad_clip or math.inf)
+            if torch.isfinite(torch.as_tensor(gnorm)):  # gradients are all-reduced: every process agrees
+                opt.step()
+                ema.update(denoiser, cfg.batch_size)
+                bad = 0
+            else:
+                bad, bad_total = bad + 1, bad_total + 1
+            opt.zero_grad(set_to_none=True)
+            if bad >= cfg.max_bad_steps:
+                keep = ckpt.latest_checkpoint(out)
+                raise NoisecraftError(
+                    f"{bad} steps in a row had a non-finite loss or gradient (last at step {step + 1}); stopped. "
+                    f"Last good checkpoint: {keep or 'none yet'}. Lower optim.lr or check the data"
+                )
+            done = step + 1
+            bar.update(1)
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                loss_val = acc.reduce(loss_sum, "mean").item()
+                rate = (done - step_log) * cfg.batch_size / max(time.perf_counter() - t_log, 1e-9)
+                t_log, step_log = time.perf_counter(), done
+                rec = {
+                    "step": done,
+                    "loss": loss_val,
+                    "lr": opt.param_groups[0]["lr"],
+                    "images_per_s": rate,
+                    "grad_norm": float(gnorm),
+                    "bad_steps": bad_total,
+                    "cpu_s": time.process_time(),  # this process's CPU seconds: throughput that ignores other load
+                }
+                bar.set_postfix(loss=f"{loss_val:.4f}", img_s=f"{rate:.0f}", refresh=False)
+                acc.log({k: v for k, v in rec.items() if k != "step"}, step=done)
+                if acc.is_main_process:
+                    with open(out / "log.jsonl", "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+            if cfg.sample_every and (done % cfg.sample_every == 0 or done == cfg.steps) and acc.is_main_process:
+                try:  # a failing preview must never cost a run its progress
+                    _sample_grid(cfg, ema.model, schedule, out / "samples" / f"step-{done:08d}.png")
+                except Exception as e:
+                    acc.print(f"warning: sample grid at step {done} failed ({type(e).__name__}: {e}); training goes on")
+            if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps) and acc.is_main_process:
+                _periodic_eval(cfg, ema.model, schedule, done, out, acc)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                _save(acc, out, done, denoiser, ema, opt, g, cfg, {"bad_steps": bad, "bad_steps_total": bad_total})
+            if done < cfg.steps and stop.requested(acc):
+                if done % cfg.checkpoint_every:  # not already saved at this step
+                    _save(acc, out, done, denoiser, ema, opt, g, cfg, {"bad_steps": bad, "bad_steps_total": bad_total})
+                bar.close()
+                acc.end_training()
+                raise TrainingInterrupted(done, ckpt.latest_checkpoint(out), stop.signum)
     bar.close()
     if world > 1:  # evidence for the multi-process test and for users: shards differ, weights agree
         (out / "ranks").mkdir(exist_ok=True)
