@@ -28,51 +28,11 @@ LAUNCHERS = {
 }
 
 
-@pytest.mark.parametrize("launcher", list(LAUNCHERS))
-def test_two_process_run_shards_data_and_agrees_on_weights(tmp_path, launcher):
-    out = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        *LAUNCHERS[launcher],
-        "noisecraft.cli.main",
-        "train",
-        "--data",
-        "toy:swissroll",
-        "--steps",
-        "12",
-        "--batch-size",
-        "32",
-        "--out",
-        str(out),
-        "--no-progress",
-        "--set",
-        "trackers=[]",
-        "--set",
-        "sample_every=0",
-        "--set",
-        "checkpoint_every=6",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
-    assert r.returncode == 0, r.stderr[-3000:]
-    ranks = [json.loads((out / "ranks" / f"rank{i}.json").read_text()) for i in range(2)]
-    assert [d["world_size"] for d in ranks] == [2, 2]
-    a, b = ranks[0]["first_indices"], ranks[1]["first_indices"]
-    assert len(a) == len(b) == 16 and not set(a) & set(b)  # different data ...
-    expect = batch_indices(10_000, 0, 0, 32).tolist()  # ... namely the two halves of global batch 0
-    assert a == expect[:16] and b == expect[16:]
-    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]  # ... identical weights
-    last = out / "checkpoints" / "step-00000012"
-    assert (last / "rng-rank0.safetensors").is_file() and (last / "rng-rank1.safetensors").is_file()
-    assert r.stdout.count("done:") == 1
-    # the run never unpickles: checkpoints are safetensors + JSON only
-    assert not list(last.glob("*.pt")) and not list(last.glob("*.bin"))
-
-
-def _train_cmd(out, steps: int, *extra: str) -> list[str]:
+def _train_cmd(out, steps: int, *extra: str, launcher: str = "torchrun") -> list[str]:
+    """A two-process training command on the swiss roll (checkpoint every 20 steps unless `extra` says else)."""
     return [
         sys.executable,
-        *LAUNCHERS["torchrun"],
+        *LAUNCHERS[launcher],
         "noisecraft.cli.main",
         "train",
         "--data",
@@ -92,6 +52,27 @@ def _train_cmd(out, steps: int, *extra: str) -> list[str]:
         "checkpoint_every=20",
         *extra,
     ]
+
+
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_two_process_run_shards_data_and_agrees_on_weights(tmp_path, launcher):
+    out = tmp_path / "run"
+    cmd = _train_cmd(out, 12, "--set", "checkpoint_every=6", launcher=launcher)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = [json.loads((out / "ranks" / f"rank{i}.json").read_text()) for i in range(2)]
+    assert [d["world_size"] for d in ranks] == [2, 2]
+    a, b = ranks[0]["first_indices"], ranks[1]["first_indices"]
+    assert len(a) == len(b) == 16 and not set(a) & set(b)  # different data ...
+    expect = batch_indices(10_000, 0, 0, 32).tolist()  # ... namely the two halves of global batch 0
+    assert a == expect[:16] and b == expect[16:]
+    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]  # ... identical weights
+    last = out / "checkpoints" / "step-00000012"
+    assert (last / "rng-rank0.safetensors").is_file() and (last / "rng-rank1.safetensors").is_file()
+    assert r.stdout.count("done:") == 1
+    # the run never unpickles: checkpoints are safetensors + JSON only
+    assert not list(last.glob("*.pt")) and not list(last.glob("*.bin"))
 
 
 def test_sigterm_to_one_rank_stops_both_at_one_step_and_resume_is_exact(tmp_path):
