@@ -139,35 +139,102 @@ def test_pretrained_specs_and_errors(tmp_path: Path, monkeypatch, capsys) -> Non
     assert err.startswith("noisecraft sample: error: cannot download") and "\n" not in err
 
 
-def test_hub_dataset_name_goes_to_load_dataset(monkeypatch) -> None:
-    """hf:<hub name> (the guide's butterflies) asks datasets.load_dataset for that name and split, and a table
-    shaped like that dataset (an Image column among metadata columns) becomes [-1, 1] RGB tensors."""
+def butterflies_like(n: int = 4):
+    """A datasets table shaped like huggan/smithsonian_butterflies_subset: JPEG images among metadata columns."""
     import io
 
     import datasets
 
-    from noisecraft.data.config import DataConfig
-    from noisecraft.data.datasets import make_dataset
-
     rng = np.random.default_rng(0)
     rows = []
-    for i in range(4):
+    for i in range(n):
         buf = io.BytesIO()
         Image.fromarray(rng.integers(0, 256, (30 + i, 45, 3), dtype=np.uint8)).save(buf, "JPEG")
         rows.append({"image": {"bytes": buf.getvalue(), "path": None}, "name": f"b{i}", "sci_name": "Papilio"})
     features = datasets.Features(
         {"image": datasets.Image(), "name": datasets.Value("string"), "sci_name": datasets.Value("string")}
     )
-    table = datasets.Dataset.from_list(rows, features=features)
-    calls = []
+    return datasets.Dataset.from_list(rows, features=features)
+
+
+@pytest.fixture
+def fake_dataset_hub(monkeypatch) -> list:
+    """datasets.load_dataset answers every hub name with butterflies_like(); returns the calls made."""
+    import datasets
+
+    calls: list = []
+    table = butterflies_like()
 
     def fake_load_dataset(name, split=None, **kw):
         calls.append((name, split))
         return table
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    return calls
+
+
+def test_hub_dataset_name_goes_to_load_dataset(fake_dataset_hub: list) -> None:
+    """hf:<hub name> (the guide's butterflies) asks datasets.load_dataset for that name and split, and a table
+    shaped like that dataset becomes [-1, 1] RGB tensors."""
+    from noisecraft.data.config import DataConfig
+    from noisecraft.data.datasets import make_dataset
+
     ds = make_dataset(DataConfig(source="hf:huggan/smithsonian_butterflies_subset", resolution=16, channels=3))
-    assert calls == [("huggan/smithsonian_butterflies_subset", "train")]
+    assert fake_dataset_hub == [("huggan/smithsonian_butterflies_subset", "train")]
     assert len(ds) == 4
     x = ds[2]["x"]
     assert x.shape == (3, 16, 16) and x.min() >= -1 and x.max() <= 1 and x.std() > 0.1
+
+
+GUIDE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "guide-butterflies.json"
+
+
+def test_guide_config_is_the_guides_pipeline_and_trains_end_to_end(tmp_path: Path, fake_dataset_hub: list) -> None:
+    """configs/guide-butterflies.json holds the guide's choices; the same file, shrunk by --set, trains from the
+    (fake) hub dataset and samples."""
+    from noisecraft.cli.main import main
+    from noisecraft.training.config import TrainConfig
+
+    cfg = TrainConfig.from_json_file(str(GUIDE_CONFIG))
+    assert (cfg.data.source, cfg.data.resolution, cfg.data.channels, cfg.data.flip) == (
+        "hf:huggan/smithsonian_butterflies_subset",
+        128,
+        3,
+        True,
+    )
+    assert (cfg.model.preset, cfg.model.schedule, cfg.model.parameterisation, cfg.batch_size) == (
+        "guide-128",
+        "linear",
+        "eps",
+        16,
+    )
+    out = tmp_path / "run"
+    shrink = ["data.resolution=16", "model.resolution=16", "model.preset=tiny", "batch_size=4", "steps=2"]
+    shrink += ["trackers=[]", "sample_every=0", f"out_dir={out}"]
+    assert (
+        main(["train", "--config", str(GUIDE_CONFIG), "--no-progress", *[a for s in shrink for a in ("--set", s)]]) == 0
+    )
+    assert fake_dataset_hub[0] == ("huggan/smithsonian_butterflies_subset", "train")
+    assert main(["sample", str(out), "--num", "2", "--steps", "3"]) == 0
+    img = np.asarray(Image.open(out / "generated" / "seed000000.png"))
+    assert img.shape == (16, 16, 3)
+
+
+@pytest.mark.slow
+def test_guide_config_full_size_model_trains_a_step_and_exports(tmp_path: Path, fake_dataset_hub: list) -> None:
+    """The guide's 128-pixel six-block U-Net itself (114M parameters): one optimiser step from the (fake) hub
+    dataset, then export; diffusers reads back the guide's architecture."""
+    import json
+
+    from noisecraft.cli.main import main
+
+    out = tmp_path / "run"
+    sets = [
+        a for s in ("batch_size=2", "steps=1", "trackers=[]", "sample_every=0", f"out_dir={out}") for a in ("--set", s)
+    ]
+    assert main(["train", "--config", str(GUIDE_CONFIG), "--no-progress", *sets]) == 0
+    assert main(["export", str(out), str(tmp_path / "pipe")]) == 0
+    unet = json.loads((tmp_path / "pipe" / "unet" / "config.json").read_text())
+    assert unet["sample_size"] == 128 and unet["in_channels"] == 3
+    assert unet["block_out_channels"] == [128, 128, 256, 256, 512, 512]
+    assert unet["down_block_types"][4] == "AttnDownBlock2D" and unet["up_block_types"][1] == "AttnUpBlock2D"
