@@ -131,3 +131,34 @@ def test_mixed_precision_trains_and_a_second_run_in_one_process_takes_its_own_se
         log = [json.loads(line) for line in (tmp_path / mp / "run" / "log.jsonl").read_text().splitlines()]
         assert [r["step"] for r in log] == [1, 2, 3] and all(math.isfinite(r["loss"]) for r in log)
         assert ckpt.read_state(last)["step"] == 3
+
+
+def test_cached_data_leaves_out_unreadable_files_and_says_which(tmp_path, capsys):
+    """A bad file is not replaced by a second copy of its neighbour in the cache, and the run names it."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "2b.png").write_bytes(b"\x89PNG broken")  # sorts between 2.png and 3.png
+    cfg = TrainConfig.from_dict(
+        {
+            "data": {"source": str(folder), "resolution": 8, "channels": 1, "max_bad_fraction": 0.5},
+            "model": {"arch": "mlp", "channels": 1, "resolution": 8},
+            "steps": 2,
+            "batch_size": 4,
+            "trackers": [],
+            "sample_every": 0,
+            "out_dir": str(tmp_path / "run"),
+        }
+    )
+    from noisecraft.training.setup import make_dataset
+
+    source = BatchSource(make_dataset(cfg, cache=True), cfg, 0, 1, cache=True, flip=False)
+    assert source.n == 5 and len(source.skipped) == 1 and "2b.png" in source.skipped[0]
+    means = sorted(round(float(v), 3) for v in source.cache["x"].flatten(1).mean(1))
+    assert len(set(means)) == 5  # five distinct images, none twice
+    train(cfg, progress=False)
+    assert "left out 1 unreadable item(s) of 6; first:" in capsys.readouterr().out

@@ -69,6 +69,11 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
     cache = cfg.cache_data and dataset is None and cfg.data.crop != "random"
     data = dataset if dataset is not None else make_dataset(cfg, cache)
     source = BatchSource(data, cfg, rank, world, cache, cache and cfg.data.flip)
+    if source.skipped:
+        acc.print(
+            f"data: left out {len(source.skipped)} unreadable item(s) of {source.n + len(source.skipped)}; "
+            f"first: {source.skipped[0]}"
+        )
     loss_mod = LossModule(denoiser, DenoisingLoss(schedule, cfg.loss.weighting, cfg.loss.min_snr_gamma))
     o = cfg.optim
     # fused AdamW: one kernel for all parameters (same update, ~4x cheaper step than the per-tensor loop on CPU)
@@ -142,6 +147,7 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
                 if acc.is_main_process:
                     with open(out / "log.jsonl", "a") as f:
                         f.write(json.dumps(rec) + "\n")
+            t_side = time.perf_counter()  # previews, evaluations and checkpoints do not count in images/s
             if cfg.sample_every and (done % cfg.sample_every == 0 or done == cfg.steps) and acc.is_main_process:
                 try:  # a failing preview must never cost a run its progress
                     _sample_grid(cfg, ema.model, schedule, out / "samples" / f"step-{done:08d}.png")
@@ -151,6 +157,7 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
                 _periodic_eval(cfg, ema.model, schedule, done, out, acc)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 _save(acc, out, done, denoiser, ema, opt, g, cfg, {"bad_steps": bad, "bad_steps_total": bad_total})
+            t_log += time.perf_counter() - t_side
             if done < cfg.steps and stop.requested(acc):
                 if done % cfg.checkpoint_every:  # not already saved at this step
                     _save(acc, out, done, denoiser, ema, opt, g, cfg, {"bad_steps": bad, "bad_steps_total": bad_total})

@@ -114,8 +114,14 @@ class BatchSource:
         self.flip = flip
         self._perm_cache: dict = {}
         self.cache: dict[str, Tensor] | None = None
+        self.skipped: list[str] = []  # "where: why" of each unreadable item left out of the cache
         if cache:
             items = [dataset[i] for i in range(self.n)]
+            bad = getattr(dataset, "bad", {})  # a bad item came back as its next good neighbour: drop those
+            describe = getattr(dataset, "describe", str)
+            self.skipped = [f"{describe(i)}: {why}" for i, why in sorted(bad.items())]
+            items = [it for i, it in enumerate(items) if i not in bad]
+            self.n = len(items)
             self.cache = {"x": torch.stack([it["x"] for it in items]).contiguous()}
             if "label" in items[0]:
                 self.cache["label"] = torch.stack([torch.as_tensor(it["label"]) for it in items]).long()
@@ -176,27 +182,9 @@ class _PositionDataset(torch.utils.data.Dataset):
 
 def make_dataset(cfg: TrainConfig, cache: bool) -> Any:
     """The dataset of cfg.data; for a cached set the random flip moves into the trainer (per batch)."""
-    data_cfg = dataclasses.replace(cfg.data, flip=False) if cache else cfg.data
-    try:
-        from noisecraft.data.datasets import make_dataset as _make
-    except ModuleNotFoundError as e:  # data module not there yet: toys still work
-        if e.name != "noisecraft.data.datasets" or data_cfg.kind != "toy":
-            raise
-        return _ToyDataset(data_cfg.source[4:], data_cfg.toy_size, data_cfg.seed)
-    return _make(data_cfg)
+    from noisecraft.data.datasets import make_dataset as _make
 
-
-class _ToyDataset(torch.utils.data.Dataset):
-    def __init__(self, name: str, n: int, seed: int):
-        from noisecraft.data.toys import toy_data
-
-        self.x = toy_data(name, n, seed)  # (n, 2)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> dict[str, Tensor]:
-        return {"x": self.x[i]}
+    return _make(dataclasses.replace(cfg.data, flip=False) if cache else cfg.data)
 
 
 class LossModule(nn.Module):
