@@ -161,4 +161,6 @@ def test_cached_data_leaves_out_unreadable_files_and_says_which(tmp_path, capsys
     means = sorted(round(float(v), 3) for v in source.cache["x"].flatten(1).mean(1))
     assert len(set(means)) == 5  # five distinct images, none twice
     train(cfg, progress=False)
-    assert "left out 1 unreadable item(s) of 6; first:" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "left out 1 unreadable item(s) of 6; first:" in captured.out
+    assert "warning: skipping unreadable" in captured.err and "2b.png" in captured.err

@@ -2,12 +2,14 @@
 
 Subclasses give ``__len__``, ``load(index) -> PIL image`` (raising BadImage), and optionally ``label(index)``
 and ``caption(index)``. A bad item is replaced by the next good one (index+1, index+2, ...), so a batch never
-shrinks and the choice is deterministic; once more than ``max_bad_fraction`` of the dataset has turned
-out bad, a NoisecraftError stops the run with the first bad path.
+shrinks and the choice is deterministic. Each of the first WARN_BAD bad items is named on stderr when it is
+met; once more than ``max_bad_fraction`` of the dataset has turned out bad, a NoisecraftError stops the run
+with the first bad path. (A cached training set leaves bad items out instead: see training.setup.)
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -18,6 +20,8 @@ from noisecraft.data.config import DataConfig
 from noisecraft.data.scan import check_bad_fraction
 from noisecraft.data.transforms import BadImage, ImageTransform, item_rng
 from noisecraft.errors import NoisecraftError
+
+WARN_BAD = 10  # bad items named one by one; the rest are only counted
 
 
 class ImageDataset(Dataset):
@@ -76,6 +80,13 @@ class ImageDataset(Dataset):
                 img = self.load(i)
             except BadImage as e:
                 self.bad[i] = str(e)
+                if len(self.bad) <= WARN_BAD:
+                    more = "; further bad items are counted without a message" if len(self.bad) == WARN_BAD else ""
+                    print(
+                        f"warning: skipping unreadable {self.describe(i)} ({e}); item {i} is served by the next "
+                        f"readable one{more}",
+                        file=sys.stderr,
+                    )
                 first = next(iter(self.bad))
                 check_bad_fraction(
                     len(self.bad),
