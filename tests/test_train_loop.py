@@ -158,9 +158,38 @@ def test_cached_data_leaves_out_unreadable_files_and_says_which(tmp_path, capsys
 
     source = BatchSource(make_dataset(cfg, cache=True), cfg, 0, 1, cache=True, flip=False)
     assert source.n == 5 and len(source.skipped) == 1 and "2b.png" in source.skipped[0]
-    means = sorted(round(float(v), 3) for v in source.cache["x"].flatten(1).mean(1))
+    assert source.cache["x"].dtype == torch.uint8  # images are cached as their pixels
+    means = sorted(round(float(v), 3) for v in source.cache["x"].float().flatten(1).mean(1))
     assert len(set(means)) == 5  # five distinct images, none twice
     train(cfg, progress=False)
     captured = capsys.readouterr()
     assert "left out 1 unreadable item(s) of 6; first:" in captured.out
     assert "warning: skipping unreadable" in captured.err and "2b.png" in captured.err
+
+
+def test_uint8_cache_serves_exactly_the_decoded_items_and_a_too_large_set_streams(tmp_path, capsys):
+    """The uint8 cache gives bit-identical batches to the float items; past the memory budget the run decodes
+    per step instead, says so, and trains."""
+    from noisecraft.training.setup import make_dataset
+
+    cfg = TrainConfig.from_dict(
+        {
+            "data": {"source": "digits", "resolution": 12, "channels": 1, "limit": 40},
+            "model": {"arch": "mlp", "channels": 1, "resolution": 12},
+            "steps": 2,
+            "batch_size": 8,
+            "trackers": [],
+            "sample_every": 0,
+            "out_dir": str(tmp_path / "run"),
+        }
+    )
+    data = make_dataset(cfg, cache=True)
+    source = BatchSource(data, cfg, 0, 1, cache=True, flip=False)
+    idx, batch = next(source.batches(0))
+    want = torch.stack([data[int(i)]["x"] for i in idx])
+    assert batch["x"].dtype == torch.float32 and torch.equal(batch["x"], want)
+
+    small = TrainConfig.from_dict({**cfg.to_dict(), "cache_max_gb": 1e-6})
+    train(small, progress=False)
+    assert "decoding per step instead" in capsys.readouterr().out
+    assert ckpt.read_state(ckpt.latest_checkpoint(tmp_path / "run"))["step"] == 2

@@ -27,6 +27,7 @@ from noisecraft.training.setup import (
     BatchSource,
     LossModule,
     build_model,
+    cache_fits,
     check_compatible,
     drop_labels,
     lr_at,
@@ -68,7 +69,15 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
     ema = EMA(denoiser, cfg.ema.decay, cfg.ema.power, cfg.ema.half_life_images)
     cache = cfg.cache_data and dataset is None and cfg.data.crop != "random"
     data = dataset if dataset is not None else make_dataset(cfg, cache)
-    source = BatchSource(data, cfg, rank, world, cache, cache and cfg.data.flip)
+    if cache:
+        fits, need, budget = cache_fits(cfg, len(data), world)
+        if not fits:
+            acc.print(
+                f"data: a decoded copy would take {need:.1f} GB (budget {budget:.1f} GB, set cache_max_gb): "
+                f"decoding per step instead; raise num_workers (now {cfg.num_workers}) to keep up"
+            )
+            cache, data = False, make_dataset(cfg, False)
+    source = BatchSource(data, cfg, rank, world, cache, cache and cfg.data.flip, progress and acc.is_main_process)
     if source.skipped:
         acc.print(
             f"data: left out {len(source.skipped)} unreadable item(s) of {source.n + len(source.skipped)}; "
