@@ -24,14 +24,12 @@ from noisecraft.training import checkpoint as ckpt
 from noisecraft.training.config import TrainConfig
 from noisecraft.training.interrupt import StopRequest, TrainingInterrupted
 from noisecraft.training.setup import (
-    BatchSource,
     LossModule,
     build_model,
-    cache_fits,
     check_compatible,
     drop_labels,
     lr_at,
-    make_dataset,
+    open_source,
     param_digest,
     sample_shape,
 )
@@ -67,22 +65,7 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
     torch.manual_seed(cfg.seed)  # identical initial weights in every process
     denoiser, schedule = build_model(cfg)
     ema = EMA(denoiser, cfg.ema.decay, cfg.ema.power, cfg.ema.half_life_images)
-    cache = cfg.cache_data and dataset is None and cfg.data.crop != "random"
-    data = dataset if dataset is not None else make_dataset(cfg, cache)
-    if cache:
-        fits, need, budget = cache_fits(cfg, len(data), world)
-        if not fits:
-            acc.print(
-                f"data: a decoded copy would take {need:.1f} GB (budget {budget:.1f} GB, set cache_max_gb): "
-                f"decoding per step instead; raise num_workers (now {cfg.num_workers}) to keep up"
-            )
-            cache, data = False, make_dataset(cfg, False)
-    source = BatchSource(data, cfg, rank, world, cache, cache and cfg.data.flip, progress and acc.is_main_process)
-    if source.skipped:
-        acc.print(
-            f"data: left out {len(source.skipped)} unreadable item(s) of {source.n + len(source.skipped)}; "
-            f"first: {source.skipped[0]}"
-        )
+    source = open_source(cfg, dataset, rank, world, progress and acc.is_main_process, acc.print)
     loss_mod = LossModule(denoiser, DenoisingLoss(schedule, cfg.loss.weighting, cfg.loss.min_snr_gamma))
     o = cfg.optim
     # fused AdamW: one kernel for all parameters (same update, ~4x cheaper step than the per-tensor loop on CPU)

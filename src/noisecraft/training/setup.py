@@ -117,6 +117,7 @@ class BatchSource:
         self._perm_cache: dict = {}
         self.cache: dict[str, Tensor] | None = None
         self.skipped: list[str] = []  # "where: why" of each unreadable item left out of the cache
+        self._u8 = False  # the cache holds images as uint8 pixels
         if cache:
             self._fill_cache(progress)
 
@@ -125,11 +126,11 @@ class BatchSource:
         and 4x smaller than float32. Bad items are left out (a bad item came back as its next good neighbour)."""
         from tqdm.auto import tqdm
 
+        from noisecraft.data.images import ImageDataset
+
         ds = self.dataset
         items = (ds[i] for i in range(self.n))
         first = ds[0]
-        from noisecraft.data.images import ImageDataset
-
         as_u8 = isinstance(ds, ImageDataset) and torch.equal(_from_u8(_to_u8(first["x"])), first["x"])
         xs = torch.empty((self.n, *first["x"].shape), dtype=torch.uint8 if as_u8 else first["x"].dtype)
         labels = torch.empty(self.n, dtype=torch.long) if "label" in first else None
@@ -210,6 +211,28 @@ def cache_fits(cfg: TrainConfig, n: int, world: int = 1) -> tuple[bool, float, f
     need = n * math.prod(sample_shape(cfg)) * world / 1e9  # uint8 images (toys: float, but tiny)
     budget = cfg.cache_max_gb if cfg.cache_max_gb is not None else psutil.virtual_memory().available / 2e9
     return need <= budget, need, budget
+
+
+def open_source(cfg: TrainConfig, dataset: Any, rank: int, world: int, progress: bool, say=print) -> BatchSource:
+    """This process's batches: the run's data (or `dataset`), decoded into memory once when cache_data allows
+    and it fits, else decoded per step; `say` reports a fallback and any unreadable items left out."""
+    cache = cfg.cache_data and dataset is None and cfg.data.crop != "random"
+    data = dataset if dataset is not None else make_dataset(cfg, cache)
+    if cache:
+        fits, need, budget = cache_fits(cfg, len(data), world)
+        if not fits:
+            say(
+                f"data: a decoded copy would take {need:.1f} GB (budget {budget:.1f} GB, set cache_max_gb): "
+                f"decoding per step instead; raise num_workers (now {cfg.num_workers}) to keep up"
+            )
+            cache, data = False, make_dataset(cfg, False)
+    source = BatchSource(data, cfg, rank, world, cache, cache and cfg.data.flip, progress)
+    if source.skipped:
+        say(
+            f"data: left out {len(source.skipped)} unreadable item(s) of {source.n + len(source.skipped)}; "
+            f"first: {source.skipped[0]}"
+        )
+    return source
 
 
 class _PositionDataset(torch.utils.data.Dataset):
