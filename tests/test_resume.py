@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 STEPS, EVERY = 150, 25
 
 
-def _cmd(out: Path, resume: bool = False) -> list[str]:
+def _cmd(out: Path, resume: bool = False, steps: int = STEPS) -> list[str]:
     cmd = [
         sys.executable,
         "-m",
@@ -24,7 +24,7 @@ def _cmd(out: Path, resume: bool = False) -> list[str]:
         "--data",
         "toy:swissroll",
         "--steps",
-        str(STEPS),
+        str(steps),
         "--batch-size",
         "64",
         "--out",
@@ -143,12 +143,15 @@ def test_resume_drops_log_lines_past_the_checkpoint_and_half_written_ones(tmp_pa
 def test_signal_stops_cleanly_with_a_checkpoint_and_resume_is_bit_identical(tmp_path):
     """Ctrl-C (SIGINT) or SIGTERM: the run finishes its step, writes a checkpoint there (off the cadence), exits
     with 128 + signal, and resuming it ends at the uninterrupted run's weights."""
+    steps = 500  # long enough that the signal lands mid-run, even on a loaded machine
     ref = tmp_path / "ref"
-    assert subprocess.run(_cmd(ref), env=_env(), capture_output=True, timeout=180).returncode == 0
-    want = load_file(ref / f"checkpoints/step-{STEPS:08d}" / "model.safetensors")
+    assert subprocess.run(_cmd(ref, steps=steps), env=_env(), capture_output=True, timeout=300).returncode == 0
+    want = load_file(ref / f"checkpoints/step-{steps:08d}" / "model.safetensors")
     for sig in (signal.SIGINT, signal.SIGTERM):
         out = tmp_path / sig.name
-        p = subprocess.Popen(_cmd(out), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            _cmd(out, steps=steps), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         deadline = time.time() + 120
         while p.poll() is None and time.time() < deadline and not any((out / "checkpoints").glob("step-*")):
             time.sleep(0.01)
@@ -157,9 +160,9 @@ def test_signal_stops_cleanly_with_a_checkpoint_and_resume_is_bit_identical(tmp_
         assert p.returncode == 128 + sig, err[-2000:]
         assert f"{sig.name} received: stopped after step" in err and "--resume" in err
         stopped = int(err.split("stopped after step ")[1].split(",")[0])
-        assert EVERY <= stopped < STEPS
+        assert EVERY <= stopped < steps
         assert (out / "checkpoints" / f"step-{stopped:08d}" / "model.safetensors").is_file()
-        r = subprocess.run(_cmd(out, resume=True), env=_env(), capture_output=True, text=True, timeout=180)
+        r = subprocess.run(_cmd(out, True, steps), env=_env(), capture_output=True, text=True, timeout=300)
         assert r.returncode == 0 and f"step {stopped})" in r.stdout + r.stderr, r.stderr[-2000:]
-        got = load_file(out / f"checkpoints/step-{STEPS:08d}" / "model.safetensors")
+        got = load_file(out / f"checkpoints/step-{steps:08d}" / "model.safetensors")
         assert all(torch.equal(want[k], got[k]) for k in want), f"{sig.name}: weights differ after resume"
