@@ -238,3 +238,15 @@ def test_guide_config_full_size_model_trains_a_step_and_exports(tmp_path: Path, 
     assert unet["sample_size"] == 128 and unet["in_channels"] == 3
     assert unet["block_out_channels"] == [128, 128, 256, 256, 512, 512]
     assert unet["down_block_types"][4] == "AttnDownBlock2D" and unet["up_block_types"][1] == "AttnUpBlock2D"
+
+
+def test_hf_source_without_the_datasets_package_says_how_to_install_it(monkeypatch) -> None:
+    import sys
+
+    from noisecraft.data.config import DataConfig
+    from noisecraft.data.datasets import make_dataset
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if `pip install noisecraft` without the [hub] extra
+    with pytest.raises(NoisecraftError, match=r"noisecraft\[hub\]") as e:
+        make_dataset(DataConfig(source="hf:huggan/smithsonian_butterflies_subset", resolution=16, channels=3))
+    assert "\n" not in str(e.value)

@@ -22,9 +22,20 @@ LABEL_COLUMNS = ("label", "labels", "class", "fine_label")
 CAPTION_COLUMNS = ("text", "caption", "captions", "prompt")
 
 
+def _datasets():
+    """The ``datasets`` package (heavy: imported lazily), or a one-line error saying how to install it."""
+    try:
+        import datasets
+    except ImportError:
+        raise NoisecraftError(
+            "the hf: data source needs the datasets package: pip install 'noisecraft[hub]' (or pip install datasets)"
+        ) from None
+    return datasets
+
+
 def load_hf(spec: str, split: str = "train"):
     """A ``datasets.Dataset`` for `spec` (hub name or local path) and `split`; one-line errors on failure."""
-    import datasets  # heavy: lazy
+    datasets = _datasets()
 
     path = Path(spec).expanduser()
     try:
@@ -72,7 +83,7 @@ class HFDataset(ImageDataset):
     """Rows of a Hugging Face dataset as noisecraft items."""
 
     def __init__(self, cfg: DataConfig, ds: Any | None = None):
-        import datasets
+        datasets = _datasets()
 
         spec = cfg.source[3:]
         ds = load_hf(spec, cfg.split) if ds is None else ds
