@@ -35,9 +35,7 @@ class Pretrained:
 
 
 def is_diffusers_folder(path: Path) -> bool:
-    """A diffusers pipeline folder (model_index.json, or unet/ beside scheduler/) that is not a noisecraft run."""
-    if (path / "config.json").is_file() and not (path / "unet").is_dir() and not (path / "scheduler").is_dir():
-        return False  # a noisecraft checkpoint folder (or a bare model config): not a pipeline
+    """A diffusers pipeline folder: model_index.json, or a unet/ subfolder (noisecraft runs have neither)."""
     return (path / "model_index.json").is_file() or (path / "unet" / "config.json").is_file()
 
 
