@@ -193,3 +193,29 @@ def test_uint8_cache_serves_exactly_the_decoded_items_and_a_too_large_set_stream
     train(small, progress=False)
     assert "decoding per step instead" in capsys.readouterr().out
     assert ckpt.read_state(ckpt.latest_checkpoint(tmp_path / "run"))["step"] == 2
+
+
+def test_resume_warns_when_the_data_changed_since_the_checkpoint(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 50 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    d = {
+        "data": {"source": str(folder), "resolution": 8, "channels": 1},
+        "model": {"arch": "mlp", "channels": 1, "resolution": 8},
+        "steps": 2,
+        "batch_size": 4,
+        "trackers": [],
+        "sample_every": 0,
+        "out_dir": str(tmp_path / "run"),
+    }
+    train(TrainConfig.from_dict(d), progress=False)
+    assert ckpt.read_state(ckpt.latest_checkpoint(tmp_path / "run"))["data_items"] == 4
+    train(TrainConfig.from_dict({**d, "steps": 3}), resume=True, progress=False)
+    assert "data has changed" not in capsys.readouterr().out  # same data: silent
+    Image.fromarray(np.full((8, 8), 255, dtype=np.uint8)).save(folder / "new.png")
+    train(TrainConfig.from_dict({**d, "steps": 4}), resume=True, progress=False)
+    assert "the data has changed since that checkpoint (4 items then, 5 now)" in capsys.readouterr().out

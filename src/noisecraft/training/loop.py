@@ -77,8 +77,18 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
     g = torch.Generator().manual_seed(cfg.seed * 7919 + 1 + rank)  # σ, noise, flips, label drop: this process
     start, bad, bad_total = 0, 0, 0
     if last is not None:
-        start, bad, bad_total = _restore(last, denoiser, ema, opt, g, rank)
+        start, bad, bad_total, items = _restore(last, denoiser, ema, opt, g, rank)
         acc.print(f"resuming from {last} (step {start})")
+        if items is not None and items != source.n:
+            acc.print(
+                f"warning: the data has changed since that checkpoint ({items} items then, {source.n} now): "
+                "training goes on, but no longer exactly as an uninterrupted run would have"
+            )
+
+    def save(step: int) -> None:
+        counters = {"bad_steps": bad, "bad_steps_total": bad_total, "data_items": source.n}
+        _save(acc, out, step, denoiser, ema, opt, g, cfg, counters)
+
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         ckpt.write_text_atomic(out / "config.json", cfg.to_json())
@@ -148,11 +158,11 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
             if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps) and acc.is_main_process:
                 _periodic_eval(cfg, ema.model, schedule, done, out, acc)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                _save(acc, out, done, denoiser, ema, opt, g, cfg, {"bad_steps": bad, "bad_steps_total": bad_total})
+                save(done)
             t_log += time.perf_counter() - t_side
             if done < cfg.steps and stop.requested(acc):
                 if done % cfg.checkpoint_every:  # not already saved at this step
-                    _save(acc, out, done, denoiser, ema, opt, g, cfg, {"bad_steps": bad, "bad_steps_total": bad_total})
+                    save(done)
                 bar.close()
                 acc.end_training()
                 raise TrainingInterrupted(done, ckpt.latest_checkpoint(out), stop.signum)
@@ -188,14 +198,15 @@ def _save(acc, out: Path, step: int, denoiser, ema: EMA, opt, g, cfg: TrainConfi
     acc.wait_for_everyone()
 
 
-def _restore(path: Path, denoiser, ema: EMA, opt, g, rank: int) -> tuple[int, int, int]:
+def _restore(path: Path, denoiser, ema: EMA, opt, g, rank: int) -> tuple[int, int, int, int | None]:
+    """Load a checkpoint into the run's objects: (step, bad steps in a row, bad steps in all, data items)."""
     state = ckpt.read_state(path)
     denoiser.load_state_dict(ckpt.load_tensors(path / "model.safetensors"))
     ema.model.load_state_dict(ckpt.load_tensors(path / "ema.safetensors"))
     ema.steps, ema.images = state["ema_steps"], state["ema_images"]
     ckpt.optimizer_from_files(opt, ckpt.load_tensors(path / "optimizer.safetensors"), state["optimizer"])
     ckpt.restore_rank_state(path, rank, g)
-    return state["step"], state["bad_steps"], state["bad_steps_total"]
+    return state["step"], state["bad_steps"], state["bad_steps_total"], state.get("data_items")
 
 
 def _truncate_log(path: Path, step: int) -> None:
