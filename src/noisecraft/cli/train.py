@@ -1,13 +1,15 @@
 """Train a diffusion model from a run config (JSON) plus flags; checkpoints are crash-proof and resumable.
 
 The config is resolved in this order: defaults < --config file < flags (--data, --steps, ...) < --set k=v.
-With --resume and no --config, the run's own saved config.json is the base.
+With --resume and no --config, the run's own saved config.json is the base. Ctrl-C (or SIGTERM) finishes the
+current step and writes a checkpoint before stopping; a second Ctrl-C quits at once.
 
 Examples:
   noisecraft train --data digits --resolution 16 --steps 2000 --out runs/digits
   noisecraft train --data toy:swissroll --steps 3000 --out runs/roll          # 2-D toy: MLP chosen for you
   noisecraft train --config cfg.json --set optim.lr=3e-4 --set ema.half_life_images=5000 --dry-run
-  noisecraft train --out runs/digits --resume                                  # after a crash or kill -9
+  noisecraft train --out runs/digits --resume                                  # after Ctrl-C, a crash or kill -9
+  noisecraft train --config configs/guide-butterflies.json                     # the guide's pipeline (hub, GPU)
   torchrun --standalone --nproc_per_node 2 -m noisecraft.cli.main train --config cfg.json   # 2 processes
 """
 
