@@ -2,7 +2,8 @@
 write a checkpoint, then stop. A second Ctrl-C quits at once, like an ordinary KeyboardInterrupt.
 
 In a multi-process run every process must save at the same step, so the request is agreed on with a sum
-all-reduce of one flag per step: all processes stop together if any of them was signalled.
+all-reduce of one flag, at steps every process knows (the log cadence, where the loss is reduced anyway, so
+no step pays an extra device sync): all processes stop together if any of them was signalled.
 """
 
 from __future__ import annotations
@@ -59,10 +60,13 @@ class StopRequest:
             flush=True,
         )
 
-    def requested(self, acc) -> bool:
-        """True when this process, or any process of the run, has been signalled."""
+    def requested(self, acc, agree: bool = True) -> bool:
+        """True when this process, or any process of the run, has been signalled. With several processes the
+        answer is only sought when `agree` (the same steps in every process); otherwise it is False."""
         if acc.num_processes == 1:
             return self.signum is not None
+        if not agree:
+            return False
         flag = torch.tensor([0.0 if self.signum is None else 1.0], device=acc.device)
         if float(acc.reduce(flag, "sum").item()) == 0:
             return False

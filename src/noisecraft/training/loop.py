@@ -160,7 +160,7 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 save(done)
             t_log += time.perf_counter() - t_side
-            if done < cfg.steps and stop.requested(acc):
+            if done < cfg.steps and stop.requested(acc, agree=done % cfg.log_every == 0):
                 if done % cfg.checkpoint_every:  # not already saved at this step
                     save(done)
                 bar.close()
