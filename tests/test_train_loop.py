@@ -28,6 +28,30 @@ def toy_cfg(tmp_path, **top) -> TrainConfig:
     return TrainConfig.from_dict(d)
 
 
+def image_cfg(tmp_path, source: str, resolution: int, batch_size: int = 4, **data) -> dict:
+    """A 2-step MLP run on one-channel images of `source` (no trackers, no previews), as a config dict."""
+    return {
+        "data": {"source": source, "resolution": resolution, "channels": 1, **data},
+        "model": {"arch": "mlp", "channels": 1, "resolution": resolution},
+        "steps": 2,
+        "batch_size": batch_size,
+        "trackers": [],
+        "sample_every": 0,
+        "out_dir": str(tmp_path / "run"),
+    }
+
+
+def gray_pngs(folder, values) -> str:
+    """A folder of 8x8 grey PNGs named 0.png, 1.png, ... with the given pixel values."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir()
+    for i, v in enumerate(values):
+        Image.fromarray(np.full((8, 8), v, dtype=np.uint8)).save(folder / f"{i}.png")
+    return str(folder)
+
+
 def test_lr_warmup_then_cosine_to_floor():
     o = OptimConfig(lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
     lrs = [lr_at(s, o, 100) for s in range(100)]
@@ -135,25 +159,9 @@ def test_mixed_precision_trains_and_a_second_run_in_one_process_takes_its_own_se
 
 def test_cached_data_leaves_out_unreadable_files_and_says_which(tmp_path, capsys):
     """A bad file is not replaced by a second copy of its neighbour in the cache, and the run names it."""
-    import numpy as np
-    from PIL import Image
-
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for i in range(5):
-        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
-    (folder / "2b.png").write_bytes(b"\x89PNG broken")  # sorts between 2.png and 3.png
-    cfg = TrainConfig.from_dict(
-        {
-            "data": {"source": str(folder), "resolution": 8, "channels": 1, "max_bad_fraction": 0.5},
-            "model": {"arch": "mlp", "channels": 1, "resolution": 8},
-            "steps": 2,
-            "batch_size": 4,
-            "trackers": [],
-            "sample_every": 0,
-            "out_dir": str(tmp_path / "run"),
-        }
-    )
+    folder = gray_pngs(tmp_path / "imgs", [40 * i for i in range(5)])
+    (tmp_path / "imgs" / "2b.png").write_bytes(b"\x89PNG broken")  # sorts between 2.png and 3.png
+    cfg = TrainConfig.from_dict(image_cfg(tmp_path, folder, 8, max_bad_fraction=0.5))
     from noisecraft.training.setup import make_dataset
 
     source = BatchSource(make_dataset(cfg, cache=True), cfg, 0, 1, cache=True, flip=False)
@@ -172,17 +180,7 @@ def test_uint8_cache_serves_exactly_the_decoded_items_and_a_too_large_set_stream
     per step instead, says so, and trains."""
     from noisecraft.training.setup import make_dataset
 
-    cfg = TrainConfig.from_dict(
-        {
-            "data": {"source": "digits", "resolution": 12, "channels": 1, "limit": 40},
-            "model": {"arch": "mlp", "channels": 1, "resolution": 12},
-            "steps": 2,
-            "batch_size": 8,
-            "trackers": [],
-            "sample_every": 0,
-            "out_dir": str(tmp_path / "run"),
-        }
-    )
+    cfg = TrainConfig.from_dict(image_cfg(tmp_path, "digits", 12, batch_size=8, limit=40))
     data = make_dataset(cfg, cache=True)
     source = BatchSource(data, cfg, 0, 1, cache=True, flip=False)
     idx, batch = next(source.batches(0))
@@ -199,23 +197,12 @@ def test_resume_warns_when_the_data_changed_since_the_checkpoint(tmp_path, capsy
     import numpy as np
     from PIL import Image
 
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for i in range(4):
-        Image.fromarray(np.full((8, 8), 50 * i, dtype=np.uint8)).save(folder / f"{i}.png")
-    d = {
-        "data": {"source": str(folder), "resolution": 8, "channels": 1},
-        "model": {"arch": "mlp", "channels": 1, "resolution": 8},
-        "steps": 2,
-        "batch_size": 4,
-        "trackers": [],
-        "sample_every": 0,
-        "out_dir": str(tmp_path / "run"),
-    }
+    folder = gray_pngs(tmp_path / "imgs", [0, 50, 100, 150])
+    d = image_cfg(tmp_path, folder, 8)
     train(TrainConfig.from_dict(d), progress=False)
     assert ckpt.read_state(ckpt.latest_checkpoint(tmp_path / "run"))["data_items"] == 4
     train(TrainConfig.from_dict({**d, "steps": 3}), resume=True, progress=False)
     assert "data has changed" not in capsys.readouterr().out  # same data: silent
-    Image.fromarray(np.full((8, 8), 255, dtype=np.uint8)).save(folder / "new.png")
+    Image.fromarray(np.full((8, 8), 255, dtype=np.uint8)).save(tmp_path / "imgs" / "new.png")
     train(TrainConfig.from_dict({**d, "steps": 4}), resume=True, progress=False)
     assert "the data has changed since that checkpoint (4 items then, 5 now)" in capsys.readouterr().out
