@@ -98,9 +98,9 @@ class TrainConfig:
     sample_every / checkpoint_every / log_every: cadences in optimiser steps (0 turns samples off).
     eval_every: every this many steps, a small labelled evaluation (FD/KID/precision/recall of eval_count
     samples in the built-in feature space) is appended to eval.jsonl; 0 turns it off. Built-in datasets only.
-    cache_data: decode the dataset once and keep it in memory (images as uint8, exact) when it fits in
-    cache_max_gb (None: half the memory available when the run starts); otherwise, or with a random crop,
-    items are decoded per step (num_workers DataLoader processes).
+    cache_data: decode the dataset once and keep it in memory (images as uint8, exact) when all processes'
+    copies fit in cache_max_gb; otherwise, or with a random crop, items are decoded per step (num_workers
+    DataLoader processes). The choice depends on the config alone, so a resumed run makes the same one.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -126,7 +126,7 @@ class TrainConfig:
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
     num_workers: int = 0
     cache_data: bool = True
-    cache_max_gb: float | None = None
+    cache_max_gb: float = 8.0
     out_dir: str = "runs/train"
 
     def __post_init__(self) -> None:
@@ -146,8 +146,7 @@ class TrainConfig:
             _at_least(name, getattr(self, name), 1)
         for name in ("seed", "sample_every", "eval_every", "num_workers"):
             _at_least(name, getattr(self, name), 0)
-        if self.cache_max_gb is not None:
-            _positive("cache_max_gb", self.cache_max_gb)
+        _positive("cache_max_gb", self.cache_max_gb)
         if self.eval_every and self.data.source not in EVAL_DATASETS:
             raise NoisecraftError(
                 f"eval_every needs a built-in dataset with a feature network ({', '.join(EVAL_DATASETS)}), "

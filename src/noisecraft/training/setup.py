@@ -199,18 +199,13 @@ def _from_u8(u: Tensor) -> Tensor:
     return u.to(torch.float32) / 127.5 - 1.0
 
 
-def cache_fits(cfg: TrainConfig, n: int, world: int = 1) -> tuple[bool, float, float]:
-    """Whether a uint8 cache of n items of the run's shape fits the budget: (fits, needed GB, budget GB).
-
-    Every process on a machine holds its own copy; the budget is cache_max_gb or half the memory available.
-    """
+def cache_fits(cfg: TrainConfig, n: int, world: int = 1) -> tuple[bool, float]:
+    """Whether uint8 copies of n items of the run's shape, one per process, fit in cfg.cache_max_gb:
+    (fits, needed GB). It depends on the config alone, so a resumed run decides as the original did."""
     import math
 
-    import psutil
-
     need = n * math.prod(sample_shape(cfg)) * world / 1e9  # uint8 images (toys: float, but tiny)
-    budget = cfg.cache_max_gb if cfg.cache_max_gb is not None else psutil.virtual_memory().available / 2e9
-    return need <= budget, need, budget
+    return need <= cfg.cache_max_gb, need
 
 
 def open_source(cfg: TrainConfig, dataset: Any, rank: int, world: int, progress: bool, say=print) -> BatchSource:
@@ -219,10 +214,10 @@ def open_source(cfg: TrainConfig, dataset: Any, rank: int, world: int, progress:
     cache = cfg.cache_data and dataset is None and cfg.data.crop != "random"
     data = dataset if dataset is not None else make_dataset(cfg, cache)
     if cache:
-        fits, need, budget = cache_fits(cfg, len(data), world)
+        fits, need = cache_fits(cfg, len(data), world)
         if not fits:
             say(
-                f"data: a decoded copy would take {need:.1f} GB (budget {budget:.1f} GB, set cache_max_gb): "
+                f"data: decoded copies would take {need:.1f} GB (cache_max_gb is {cfg.cache_max_gb:g}): "
                 f"decoding per step instead; raise num_workers (now {cfg.num_workers}) to keep up"
             )
             cache, data = False, make_dataset(cfg, False)
