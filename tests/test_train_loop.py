@@ -172,6 +172,7 @@ def test_cached_data_leaves_out_unreadable_files_and_says_which(tmp_path, capsys
     train(cfg, progress=False)
     captured = capsys.readouterr()
     assert "left out 1 unreadable item(s) of 6; first:" in captured.out
+    assert "data: 5 items of shape (1, 8, 8)" in captured.out and "held in memory" in captured.out
     assert "warning: skipping unreadable" in captured.err and "2b.png" in captured.err
 
 
@@ -189,7 +190,9 @@ def test_uint8_cache_serves_exactly_the_decoded_items_and_a_too_large_set_stream
 
     small = TrainConfig.from_dict({**cfg.to_dict(), "cache_max_gb": 1e-6})
     train(small, progress=False)
-    assert "decoding per step instead" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "decoding per step instead" in out
+    assert "data: 40 items of shape (1, 12, 12) from digits (read per step)" in out
     assert ckpt.read_state(ckpt.latest_checkpoint(tmp_path / "run"))["step"] == 2
 
 

@@ -227,6 +227,12 @@ def open_source(cfg: TrainConfig, dataset: Any, rank: int, world: int, progress:
             f"data: left out {len(source.skipped)} unreadable item(s) of {source.n + len(source.skipped)}; "
             f"first: {source.skipped[0]}"
         )
+    if source.cache is not None:
+        mb = sum(v.numel() * v.element_size() for v in source.cache.values()) / 2**20
+        how = f"held in memory, {mb:.1f} MB"
+    else:
+        how = f"read per step by {cfg.num_workers} worker processes" if cfg.num_workers else "read per step"
+    say(f"data: {source.n} items of shape {tuple(sample_shape(cfg))} from {cfg.data.source} ({how})")
     return source
 
 
