@@ -111,3 +111,29 @@ def test_sigterm_to_one_rank_stops_both_at_one_step_and_resume_is_exact(tmp_path
     final = f"checkpoints/step-{steps:08d}/model.safetensors"
     a, b = load_file(ref / final), load_file(out / final)
     assert all(torch.equal(a[k], b[k]) for k in a), "weights differ after the interrupted two-process run resumed"
+
+
+def test_two_node_launch_with_c10d_rendezvous(tmp_path):
+    """The README's multi-node command, with two "machines" on this one: two torchrun launchers (node_rank 0
+    and 1) meet at a c10d rendezvous; the run has world size 2 and both ranks end with the same weights."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    nodes = []
+    for node_rank in (0, 1):
+        launch = ["-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--node_rank"]
+        launch += [str(node_rank), "--rdzv_backend", "c10d", "--rdzv_endpoint", f"localhost:{port}", "-m"]
+        train_args = _train_cmd(out, 12)[1 + len(LAUNCHERS["torchrun"]) :]  # "noisecraft.cli.main", "train", ...
+        cmd = [sys.executable, *launch, *train_args]
+        nodes.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in nodes:
+        err = p.communicate(timeout=240)[1]
+        assert p.returncode == 0, err[-3000:]
+    ranks = [json.loads((out / "ranks" / f"rank{i}.json").read_text()) for i in range(2)]
+    assert [d["world_size"] for d in ranks] == [2, 2]
+    assert not set(ranks[0]["first_indices"]) & set(ranks[1]["first_indices"])
+    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
