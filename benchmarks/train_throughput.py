@@ -3,7 +3,8 @@
 The reference is written the way the diffusers training guide and its ``train_unconditional`` example do it:
 a ``datasets`` dataset with an on-the-fly per-item transform (resize, to-tensor, normalise), a shuffling
 DataLoader, ``UNet2DModel`` + ``DDPMScheduler.add_noise`` + ε-MSE, Accelerate with ``accumulate``, gradient
-clipping, a cosine LR schedule with warm-up, diffusers' ``EMAModel`` and a TensorBoard log every step.
+clipping, a cosine LR schedule with warm-up, diffusers' ``EMAModel`` and a TensorBoard log every step. Both
+sides flip images at random, as the guide's preprocessing does (RandomHorizontalFlip).
 noisecraft trains the *same* U-Net (same preset, same resolution, same batch, same DDPM-linear ε objective,
 EMA, clipping, TensorBoard) with ``noisecraft.training.loop.train``.
 
@@ -51,7 +52,7 @@ def run_ours(a: argparse.Namespace, out: Path) -> dict:
 
     cfg = TrainConfig.from_dict(
         {
-            "data": {"source": "digits", "resolution": a.resolution, "channels": 1},
+            "data": {"source": "digits", "resolution": a.resolution, "channels": 1, "flip": True},
             "model": {
                 "arch": "unet",
                 "preset": a.preset,
@@ -98,8 +99,10 @@ def run_reference(a: argparse.Namespace, out: Path) -> dict:
     pil = [Image.fromarray((d * 255 / 16).astype(np.uint8)) for d in load_digits().images]
     dataset = Dataset.from_dict({"image": pil})
 
-    def preprocess(im: Image.Image) -> torch.Tensor:  # Resize + ToTensor + Normalize([0.5], [0.5])
+    def preprocess(im: Image.Image) -> torch.Tensor:  # Resize + RandomHorizontalFlip + ToTensor + Normalize
         im = im.convert("L").resize((a.resolution, a.resolution), Image.BILINEAR)
+        if torch.rand(()) < 0.5:
+            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return (torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)[None] - 0.5) / 0.5
 
     dataset.set_transform(lambda ex: {"images": [preprocess(im) for im in ex["image"]]})
