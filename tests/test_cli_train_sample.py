@@ -34,6 +34,27 @@ def test_config_file_then_flags_then_set(tmp_path, capsys):
     assert (d["steps"], d["batch_size"], d["optim"]["lr"]) == (7, 32, 0.1)
 
 
+def test_a_folder_of_colour_images_trains_in_rgb_unless_told_otherwise(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    colour, gray = tmp_path / "colour", tmp_path / "gray"
+    for folder, shape in ((colour, (8, 8, 3)), (gray, (8, 8))):
+        folder.mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / f"{i}.png")
+
+    def channels(*argv: str) -> tuple[int, int, str]:
+        assert main(["train", *argv, "--dry-run"]) == 0
+        out = capsys.readouterr()
+        d = json.loads(out.out)
+        return d["data"]["channels"], d["model"]["channels"], out.err
+
+    data_ch, model_ch, err = channels("--data", str(colour))
+    assert (data_ch, model_ch) == (3, 3) and "training in RGB" in err
+    assert channels("--data", str(gray))[:2] == (1, 1)
+    assert channels("--data", str(colour), "--channels", "1")[:2] == (1, 1)
+    assert channels("--data", str(colour), "--set", "data.channels=1", "--set", "model.channels=1")[:2] == (1, 1)
+
+
 @pytest.mark.parametrize(
     "argv",
     [

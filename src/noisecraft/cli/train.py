@@ -81,10 +81,29 @@ def resolve_config(args: argparse.Namespace):
     for flag in ("resolution", "channels"):
         if getattr(args, flag) is not None:
             d["data"][flag] = d["model"][flag] = getattr(args, flag)
+    if args.data is not None and args.channels is None and not base and not _sets(args.set, "channels"):
+        _colour_from_folder(d)
     try:
         return apply_overrides(TrainConfig.from_dict(d), args.set)
     except TypeError as e:  # pragma: no cover - a constructor complaint that escaped validation
         raise NoisecraftError(str(e)) from None
+
+
+def _sets(overrides: list[str] | None, name: str) -> bool:
+    """Whether some --set KEY=VALUE names the field `name` (data.channels, model.channels, ...)."""
+    return any(o.split("=", 1)[0].rsplit(".", 1)[-1] == name for o in overrides or [])
+
+
+def _colour_from_folder(d: dict) -> None:
+    """A folder of colour images trains in RGB unless --channels says otherwise (the default is 1 channel)."""
+    from pathlib import Path
+
+    from noisecraft.data.folder import looks_colour
+
+    root = Path(d["data"]["source"]).expanduser()
+    if root.is_dir() and looks_colour(root):
+        d["data"]["channels"] = d["model"]["channels"] = 3
+        print(f"data: {root} holds colour images: training in RGB (--channels 1 for grayscale)", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

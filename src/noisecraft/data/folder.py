@@ -17,7 +17,7 @@ from PIL import Image
 from noisecraft.data.config import DataConfig
 from noisecraft.data.images import ImageDataset
 from noisecraft.data.scan import check_bad_fraction, scan_images
-from noisecraft.data.transforms import IMAGE_EXTENSIONS, open_image
+from noisecraft.data.transforms import ALLOWED_FORMATS, IMAGE_EXTENSIONS, open_image
 from noisecraft.errors import NoisecraftError
 
 CAPTION_KEYS = ("text", "caption")
@@ -33,6 +33,24 @@ def list_images(root: Path) -> list[Path]:
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     ]
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def looks_colour(root: Path, sample: int = 64) -> bool | None:
+    """Whether the first `sample` images below root (headers only, no decoding) include any colour mode;
+    None when none of them could be opened."""
+    from PIL import Image
+
+    modes = []
+    for path in list_images(root)[:sample]:
+        try:
+            with Image.open(path, formats=list(ALLOWED_FORMATS)) as img:
+                modes.append(img.mode)
+        except Exception:  # unreadable files are the scan's and the loader's business
+            continue
+    return any(m not in GRAY_MODES for m in modes) if modes else None
 
 
 def read_metadata_captions(root: Path) -> dict[Path, str]:
