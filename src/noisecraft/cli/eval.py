@@ -41,6 +41,7 @@ def _load_pngs(folder: Path, limit: int | None):
     import torch
     from PIL import Image
 
+    from noisecraft.data.transforms import from_pixels
     from noisecraft.errors import NoisecraftError
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and "grid" not in p.name)
@@ -48,10 +49,10 @@ def _load_pngs(folder: Path, limit: int | None):
         raise NoisecraftError(f"no PNG images in {str(folder)!r}")
     if limit:
         files = files[:limit]
-    arrs = [np.asarray(Image.open(f).convert("L"), dtype=np.float32) for f in files]
+    arrs = [np.asarray(Image.open(f).convert("L"), dtype=np.uint8) for f in files]
     if len({a.shape for a in arrs}) != 1:
         raise NoisecraftError(f"the images in {str(folder)!r} do not all have the same size")
-    return torch.from_numpy(np.stack(arrs))[:, None] / 127.5 - 1
+    return from_pixels(torch.from_numpy(np.stack(arrs)))[:, None]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -109,12 +109,22 @@ def crop_square(img: Image.Image, size: int, mode: str, rng: np.random.Generator
     return img.crop((left, top, left + size, top + size))
 
 
+def from_pixels(u: Tensor) -> Tensor:
+    """uint8 pixels 0..255 → float32 in [−1, 1]: u/127.5 − 1 (exactly invertible by to_pixels)."""
+    return u.to(torch.float32) / 127.5 - 1.0
+
+
+def to_pixels(x: Tensor) -> Tensor:
+    """Values in [−1, 1] (clipped) → uint8 pixels: round((x + 1)·127.5); to_pixels(from_pixels(u)) == u."""
+    return ((x.detach().to(torch.float32).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def to_tensor(img: Image.Image) -> Tensor:
     """uint8 "L"/"RGB" image → float32 (C, H, W) in [−1, 1]."""
     arr = np.asarray(img, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return torch.from_numpy(arr.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0)
+    return from_pixels(torch.from_numpy(np.array(arr.transpose(2, 0, 1))))  # a writable copy, (C, H, W)
 
 
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:

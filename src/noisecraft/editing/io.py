@@ -100,9 +100,9 @@ def load_image(path: str | os.PathLike, resolution: int, channels: int) -> tuple
 
 def image_to_tensor(img: PILImage.Image) -> Tensor:
     """A Pillow "L" or "RGB" image -> (C, H, W) float32 in [-1, 1]."""
-    a = np.asarray(img, dtype=np.float32) / 127.5 - 1.0  # (H, W) or (H, W, 3)
-    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(a))
+    from noisecraft.data.transforms import to_tensor
+
+    return to_tensor(img)
 
 
 def tensor_to_image(x: Tensor) -> PILImage.Image:
@@ -112,7 +112,9 @@ def tensor_to_image(x: Tensor) -> PILImage.Image:
     x = x.detach().to(torch.float32).cpu()
     if x.ndim != 3 or x.shape[0] not in (1, 3):
         raise NoisecraftError(f"an image tensor must be (1 or 3, H, W), got {tuple(x.shape)}")
-    a = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()  # (C, H, W)
+    from noisecraft.data.transforms import to_pixels
+
+    a = to_pixels(x).numpy()  # (C, H, W)
     return Image.fromarray(a[0], "L") if a.shape[0] == 1 else Image.fromarray(a.transpose(1, 2, 0), "RGB")
 
 

@@ -190,7 +190,9 @@ class InceptionFeatures:
         images = torch.as_tensor(images, dtype=torch.float32)
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
-        u8 = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # the network resizes to 299 itself
+        from noisecraft.data.transforms import to_pixels
+
+        u8 = to_pixels(images)  # the network resizes to 299 itself
         return torch.cat([self.net(c, return_features=True) for c in u8.split(batch)]).double()
 
     def describe(self) -> dict[str, object]:

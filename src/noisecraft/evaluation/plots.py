@@ -59,8 +59,9 @@ def _save(fig, path: str | Path, dpi: int = 110) -> Path:
 
 def images_to_uint8(images: Tensor) -> np.ndarray:
     """Images (N, C, H, W) in [−1, 1] → uint8 (N, H, W, C)."""
-    x = ((images.detach().cpu().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
+    from noisecraft.data.transforms import to_pixels
+
+    return to_pixels(images.cpu()).permute(0, 2, 3, 1).numpy()
 
 
 def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:

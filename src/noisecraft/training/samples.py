@@ -62,8 +62,9 @@ def generate(
 
 def to_uint8(x: Tensor) -> np.ndarray:
     """Images (N, C, H, W) in [−1, 1] → uint8 array (N, H, W, C)."""
-    x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
+    from noisecraft.data.transforms import to_pixels
+
+    return to_pixels(x).permute(0, 2, 3, 1).numpy()
 
 
 def _pil(img: np.ndarray, scale: int):

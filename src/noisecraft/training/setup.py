@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from noisecraft.core.denoiser import PreconditionedDenoiser
 from noisecraft.core.losses import DenoisingLoss
 from noisecraft.core.schedules import Schedule
+from noisecraft.data.transforms import from_pixels, to_pixels
 from noisecraft.errors import NoisecraftError
 from noisecraft.training.config import OptimConfig, TrainConfig
 
@@ -131,11 +132,11 @@ class BatchSource:
         ds = self.dataset
         items = (ds[i] for i in range(self.n))
         first = ds[0]
-        as_u8 = isinstance(ds, ImageDataset) and torch.equal(_from_u8(_to_u8(first["x"])), first["x"])
+        as_u8 = isinstance(ds, ImageDataset) and torch.equal(from_pixels(to_pixels(first["x"])), first["x"])
         xs = torch.empty((self.n, *first["x"].shape), dtype=torch.uint8 if as_u8 else first["x"].dtype)
         labels = torch.empty(self.n, dtype=torch.long) if "label" in first else None
         for i, item in enumerate(tqdm(items, total=self.n, desc="decode data", disable=not progress, leave=False)):
-            xs[i] = _to_u8(item["x"]) if as_u8 else item["x"]
+            xs[i] = to_pixels(item["x"]) if as_u8 else item["x"]
             if labels is not None:
                 labels[i] = int(item["label"])
         bad = getattr(ds, "bad", {})
@@ -161,7 +162,7 @@ class BatchSource:
                 idx = self.indices(s, m)
                 batch = {k: v[idx] for k, v in self.cache.items()}
                 if self._u8:
-                    batch["x"] = _from_u8(batch["x"])
+                    batch["x"] = from_pixels(batch["x"])
                 yield idx, batch
             return
         from torch.utils.data import DataLoader
@@ -189,21 +190,9 @@ class BatchSource:
         return torch.where(mask[:, None, None, None].to(x.device), x.flip(-1), x)
 
 
-def _to_u8(x: Tensor) -> Tensor:
-    """[−1, 1] float pixels that came from uint8 (u/127.5 − 1) back to those uint8 values."""
-    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def _from_u8(u: Tensor) -> Tensor:
-    """uint8 pixels → float32 in [−1, 1], computed exactly as the image transform computes them."""
-    return u.to(torch.float32) / 127.5 - 1.0
-
-
 def cache_fits(cfg: TrainConfig, n: int, world: int = 1) -> tuple[bool, float]:
     """Whether uint8 copies of n items of the run's shape, one per process, fit in cfg.cache_max_gb:
     (fits, needed GB). It depends on the config alone, so a resumed run decides as the original did."""
-    import math
-
     need = n * math.prod(sample_shape(cfg)) * world / 1e9  # uint8 images (toys: float, but tiny)
     return need <= cfg.cache_max_gb, need
 
