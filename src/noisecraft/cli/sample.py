@@ -57,16 +57,11 @@ def run(args: argparse.Namespace) -> int:
         raise NoisecraftError("--num, --steps and --batch-size must be positive integers")
     if args.seed < 0:
         raise NoisecraftError(f"--seed must be >= 0, got {args.seed}")
-    from noisecraft.interop.pretrained import HUB_PREFIX
-
-    hub = args.run.startswith(HUB_PREFIX)
-    if not hub and not Path(args.run).exists():
-        raise NoisecraftError(f"run folder {args.run!r} does not exist")
     import numpy as np
     import torch
 
     from noisecraft.errors import check_choice
-    from noisecraft.interop.pretrained import load_pretrained
+    from noisecraft.interop.pretrained import HUB_PREFIX, load_pretrained
     from noisecraft.sampling.samplers import SAMPLERS
     from noisecraft.training.samples import generate, save_grid, save_images, save_points
 
@@ -106,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         class_labels=labels,
         batch_size=args.batch_size,
     )
+    hub = args.run.startswith(HUB_PREFIX)
     default = Path("generated") / args.run.rsplit("/", 1)[-1] if hub else Path(args.run) / "generated"
     out = Path(args.out or default)
     out.mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,6 @@ GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 def looks_colour(root: Path, sample: int = 64) -> bool | None:
     """Whether the first `sample` images below root (headers only, no decoding) include any colour mode;
     None when none of them could be opened."""
-    from PIL import Image
-
     modes = []
     for path in list_images(root)[:sample]:
         try:
