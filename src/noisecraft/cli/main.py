@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("noisecraft.cli.sweep", "image grid over guidance scales × classes for a class-conditional run"),
     "edit": ("noisecraft.cli.edit", "edit real images: img2img, inpaint/outpaint, invert, interpolate, class swap"),
     "samplers": ("noisecraft.cli.samplers", "list samplers and step schedules; fit an optimised schedule to a run"),
+    "ui": ("noisecraft.cli.ui", "the web studio: sample, compare, edit and learn in the browser (local only)"),
 }
 
 

@@ -6,9 +6,11 @@ the batch size it was drawn in.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +18,9 @@ from torch import Tensor
 
 from noisecraft.core.schedules import Schedule
 from noisecraft.errors import NoisecraftError
+
+if TYPE_CHECKING:
+    from noisecraft.sampling.samplers import Step
 
 
 def sigmas_for(schedule: Schedule, steps: int, spacing: str | None = None) -> Tensor:
@@ -42,8 +47,13 @@ def generate(
     class_labels: Tensor | None = None,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    callback: Callable[[int, Step], None] | None = None,
 ) -> Tensor:
-    """Samples (N, *shape), one per seed; the noise of sample i comes only from seed i."""
+    """Samples (N, *shape), one per seed; the noise of sample i comes only from seed i.
+
+    `callback(lo, step)` is called after every sampler step of the batch that starts at sample `lo` (progress
+    bars, x̂0 previews, trajectories); raising from it stops sampling.
+    """
     from noisecraft.sampling.noise import per_sample_generators, randn
     from noisecraft.sampling.samplers import get_sampler
 
@@ -56,7 +66,8 @@ def generate(
         gens = per_sample_generators(seeds[lo : lo + batch_size])
         x = float(sigmas[0]) * randn((len(gens), *shape), gens, torch.float32, device)
         cond = {} if class_labels is None else {"class_labels": class_labels[lo : lo + batch_size].to(device)}
-        out.append(fn(denoiser, x, sigmas, cond=cond, generator=gens).float().cpu())
+        cb = None if callback is None else functools.partial(callback, lo)
+        out.append(fn(denoiser, x, sigmas, cond=cond, generator=gens, callback=cb).float().cpu())
     return torch.cat(out)
 
 

@@ -1,0 +1,1 @@
+"""The web studio (`noisecraft ui`): a local page over the same library calls the CLI makes. Nothing imports it."""
