@@ -10,3 +10,14 @@ if ! command -v nvidia-smi >/dev/null 2>&1; then
   "$venv/bin/python" -m pip install -q "torch==2.13.0"
 fi
 "$venv/bin/python" -m pip install -q -e ".[dev]"
+# The web studio's browser tests drive Debian's chromium through Playwright (Playwright's own browser download
+# is not used). Installed where apt exists and it is missing; without it those tests skip with the reason.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+  && command -v apt-get >/dev/null 2>&1; then
+  as_root=""
+  if [ "$(id -u)" -ne 0 ]; then as_root="sudo -n"; fi
+  if ! { $as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq \
+    --no-install-recommends chromium; } >/dev/null 2>&1; then
+    echo "note: could not install chromium (needs root or sudo); the studio's browser tests will be skipped"
+  fi
+fi
