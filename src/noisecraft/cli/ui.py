@@ -35,17 +35,23 @@ def run(args: argparse.Namespace) -> int:
         )
     if not 0 <= args.port <= 65535:
         raise NoisecraftError(f"--port must be in [0, 65535], got {args.port}")
-    from noisecraft.web.server import make_server
-    from noisecraft.web.studio import Studio
+    import threading
 
-    studio = Studio(args.runs, args.device)
+    from noisecraft.web.server import LazyStudio, make_server
+
+    def build():
+        from noisecraft.web.studio import Studio
+
+        return Studio(args.runs, args.device)
+
+    studio = LazyStudio(build)
     try:
         server = make_server(studio, args.host, args.port)
     except OSError as e:
         raise NoisecraftError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try another --port") from None
+    threading.Thread(target=studio.get, daemon=True).start()  # import torch while the page loads
     host, port = server.server_address[:2]
-    print(f"noisecraft studio on http://{host}:{port} (runs: {args.runs}, device: {studio.device}); Ctrl-C stops it",
-          flush=True)  # fmt: skip
+    print(f"noisecraft studio on http://{host}:{port} (runs: {args.runs}); Ctrl-C stops it", flush=True)
     try:
         server.serve_forever()
     finally:

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from noisecraft.errors import NoisecraftError
+from noisecraft.web.params import MAX_UPLOAD_BYTES
 
-MAX_UPLOAD_BYTES = 12_000_000
 MAX_UPLOAD_PIXELS = 4096 * 4096
 PREVIEW_SIDE = 256  # previews are enlarged (nearest neighbour) to about this many pixels
 

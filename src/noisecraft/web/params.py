@@ -11,6 +11,7 @@ from typing import Any
 from noisecraft.errors import NoisecraftError
 
 MAX_SEED = 2**63 - 1
+MAX_UPLOAD_BYTES = 12_000_000  # one uploaded image
 
 
 class Params:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -25,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from noisecraft.errors import NoisecraftError
-from noisecraft.web.images import MAX_UPLOAD_BYTES
+from noisecraft.web.params import MAX_UPLOAD_BYTES
 
 MAX_BODY = 3 * MAX_UPLOAD_BYTES  # two images and a mask, base64-encoded
 STATIC = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/javascript"),
@@ -36,8 +37,21 @@ def _static(name: str) -> bytes:
     return resources.files("noisecraft.web").joinpath("static", name).read_bytes()
 
 
+class LazyStudio:
+    """Builds the Studio (which imports torch) on first use, so that the page answers before torch has loaded."""
+
+    def __init__(self, factory):
+        self._factory, self._lock, self._studio = factory, threading.Lock(), None
+
+    def get(self):
+        with self._lock:
+            if self._studio is None:
+                self._studio = self._factory()
+        return self._studio
+
+
 def make_handler(studio) -> type[BaseHTTPRequestHandler]:
-    """A request handler class bound to one Studio."""
+    """A request handler class bound to one Studio (or a LazyStudio)."""
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "noisecraft-ui"
@@ -80,7 +94,7 @@ def make_handler(studio) -> type[BaseHTTPRequestHandler]:
                 if route is None:
                     return self._json(404, {"error": f"no such page: {method} {url.path}"})
                 body = self._body() if method == "POST" else query
-                return self._json(200, route(studio, body))
+                return self._json(200, route(studio.get() if isinstance(studio, LazyStudio) else studio, body))
             except NoisecraftError as e:
                 return self._json(400, {"error": str(e)})
             except Exception as e:  # one line to the page; the traceback to the terminal
