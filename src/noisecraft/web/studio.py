@@ -385,7 +385,10 @@ class Studio:
             job.step(min(st.i + 1, total), total, grid_url(st.x0_hat))
 
         gens = per_sample_generators(range(s["seed"], s["seed"] + n))
-        res: dict[str, Any] = {"message": o["message"]}
+        res: dict[str, Any] = {
+            "message": f"{mode}: {s['sampler']}, {len(sigmas) - 1} steps, seed {s['seed']}",
+            "input_message": o["message"],
+        }
         if mode == "img2img":
             y = sdedit.img2img(den, x.expand(n, -1, -1, -1), sigmas, o["strength"], sampler=s["sampler"],
                                cond=cond(o["label"], n), generator=gens, callback=cb)  # fmt: skip
@@ -401,7 +404,7 @@ class Studio:
             y = edits.regenerate(den, z, sigmas, sampler=s["sampler"], cond=c, callback=cb)
             res["psnr"] = round(float(edits.psnr(y, x)[0]), 2)
             res["noise"] = image_urls((z / float(sigmas[0])).clamp(-2, 2) / 2)[0]
-            res["message"] += f"; round trip PSNR {res['psnr']:.2f} dB"
+            res["message"] += f", {o['iters']} fixed-point iters: round trip PSNR {res['psnr']:.2f} dB"
         elif mode == "interpolate":
             ts = torch.linspace(0, 1, o["frames"]).tolist()
             y = edits.interpolate(den, x, o["image_b"][None].to(self.device), sigmas, ts, sampler=s["sampler"],
