@@ -308,3 +308,24 @@ def test_ui_binds_loopback_unless_exposed(capsys):
     assert main(["ui", "--host", "0.0.0.0"]) == 2
     assert "--expose" in capsys.readouterr().err
     assert main(["ui", "--port", "70000"]) == 2
+
+
+def test_a_typed_diffusers_folder_is_listed_and_samples_like_the_cli(tiny):
+    from noisecraft.interop.diffusers import export_diffusers
+    from noisecraft.models.factory import ModelConfig, build_denoiser
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="unet", resolution=8, channels=1, net_kwargs={"block_out_channels": [8, 8, 16],
+                      "norm_num_groups": 4}, parameterisation="v", schedule="linear")  # fmt: skip
+    denoiser, schedule = build_denoiser(cfg)
+    with torch.no_grad():
+        for p in denoiser.parameters():  # diffusers zero-initialises output layers: make the output non-trivial
+            p.add_(0.05 * torch.randn(p.shape))
+    folder = export_diffusers(denoiser.eval(), schedule, tiny.root / "exported")
+    code, d = tiny.server.call("GET", f"/api/runs?extra={folder}")
+    assert code == 200 and (d["runs"][0]["kind"], d["runs"][0]["size"]) == ("diffusers", "8x8x1")
+    res = tiny.server.run_job("/api/generate", {"run": str(folder), "sampler": "ddim", "steps": 3, "num": 2, "seed": 5})
+    out = tiny.root / "cli-diffusers"
+    assert main([*shlex.split(res["command"])[1:], "--out", str(out)]) == 0
+    for k, url in enumerate(res["images"]):
+        assert np.array_equal(url_pixels(url), np.asarray(Image.open(out / f"seed{5 + k:06d}.png")))
