@@ -329,3 +329,13 @@ def test_a_typed_diffusers_folder_is_listed_and_samples_like_the_cli(tiny):
     assert main([*shlex.split(res["command"])[1:], "--out", str(out)]) == 0
     for k, url in enumerate(res["images"]):
         assert np.array_equal(url_pixels(url), np.asarray(Image.open(out / f"seed{5 + k:06d}.png")))
+
+
+def test_a_2d_toy_run_draws_its_points(tiny):
+    run = tiny.root / "toy"
+    assert main(["train", "--data", "toy:moons", "--steps", "3", "--batch-size", "16", "--set", "sample_every=0",
+                 "--set", "trackers=[]", "--out", str(run), "--no-progress"]) == 0  # fmt: skip
+    res = tiny.server.run_job("/api/generate", {"run": str(run), "steps": 3, "num": 50})
+    assert res["images"] == [] and url_pixels(res["grid"]).shape[0] > 100 and "--num 50" in res["command"]
+    code, d = tiny.server.call("POST", "/api/prepare", {"run": str(run), "image": png_url(np.zeros((8, 8), np.uint8))})
+    assert code == 400 and "2-D points" in d["error"]

@@ -41,6 +41,7 @@ class Studio:
         self.jobs = JobQueue()
         self._models: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._plot_lock = threading.Lock()  # pyplot is not thread-safe; the learn plots run in request threads
 
     # -- models --------------------------------------------------------------------------------------------
     def model(self, run: str, ema: bool = True):
@@ -221,12 +222,11 @@ class Studio:
         out.update(images=image_urls(x), grid=grid_url(x), trajectory=strip_url([frames[i] for i in pick.tolist()]))
         return out
 
-    @staticmethod
-    def _points(x: torch.Tensor, title: str) -> str:
+    def _points(self, x: torch.Tensor, title: str) -> str:
         from noisecraft.training.samples import save_points
         from noisecraft.web.images import file_url
 
-        with tempfile.TemporaryDirectory(prefix="noisecraft-ui-") as d:
+        with self._plot_lock, tempfile.TemporaryDirectory(prefix="noisecraft-ui-") as d:
             return file_url(save_points(x, Path(d) / "points.png", title))
 
     # -- compare: an X/Y grid ------------------------------------------------------------------------------
@@ -439,7 +439,7 @@ class Studio:
         from noisecraft.evaluation.plots import plot_schedules
         from noisecraft.web.images import file_url
 
-        with tempfile.TemporaryDirectory(prefix="noisecraft-ui-") as d:
+        with self._plot_lock, tempfile.TemporaryDirectory(prefix="noisecraft-ui-") as d:
             return {"plot": file_url(plot_schedules(Path(d) / "schedules.png"))}
 
     def score_field(self, data: Any) -> dict[str, Any]:
@@ -454,7 +454,7 @@ class Studio:
         gm = eight_gaussians_mixture() if toy == "8gaussians" else gmm_mixture()
         pts, _ = gm.sample(1000, torch.Generator().manual_seed(0))
         lim = float(pts.abs().max()) * 1.3
-        with tempfile.TemporaryDirectory(prefix="noisecraft-ui-") as d:
+        with self._plot_lock, tempfile.TemporaryDirectory(prefix="noisecraft-ui-") as d:
             path = plot_score_field(lambda q: gm.score(q, sigma), Path(d) / "score.png", lim=lim, data=pts,
                                     title=f"exact score of {toy} at σ={sigma:g}")  # fmt: skip
             return {"plot": file_url(path)}
