@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ def startup(runs: Path) -> tuple[float, float]:
         urllib.request.urlopen(url + "/api/runs").read()
         return t_page, time.perf_counter() - t0
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.terminate()  # SIGTERM: SIGINT is ignored in background jobs
         proc.wait()
 
 

@@ -30,7 +30,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from web_helpers import Server
 
-    run, out = Path(args.run).resolve(), Path(args.out)
+    run, out = Path(args.run), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp())
     imgs, _ = reference_images("digits", "test")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -37,6 +36,6 @@ def test_ui_command_serves_the_page_and_the_registry(tmp_path, extra):
         with urllib.request.urlopen(url + "/api/runs") as r:
             assert json.loads(r.read()) == {"runs": [], "classifiers": []}
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.terminate()  # SIGTERM: SIGINT is ignored in background jobs
         proc.wait(timeout=60)
-    assert proc.returncode in (0, 130)
+    assert proc.returncode in (0, 130, -15)
