@@ -239,6 +239,8 @@ def test_huge_unparseable_and_late_errors(tiny):
     big = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
     code, d = tiny.server.call("POST", "/api/prepare", {"run": str(tiny.run), "image": big})
     assert code == 400 and "4200x4100" in d["error"]
+    code, d = tiny.server.call("POST", "/api/prepare", raw=b" " * 40_000_000)  # over the body limit: drained, answered
+    assert code == 400 and "uploads are limited to 36 MB" in d["error"]
     code, d = tiny.server.call("POST", "/api/generate", raw=b"{not json")
     assert code == 400 and "not valid JSON" in d["error"]
     code, d = tiny.server.call("POST", "/api/prepare", {"image": "A" * 17_000_000})

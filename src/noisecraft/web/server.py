@@ -29,6 +29,7 @@ from noisecraft.errors import NoisecraftError
 from noisecraft.web.params import MAX_UPLOAD_BYTES
 
 MAX_BODY = 3 * MAX_UPLOAD_BYTES  # two images and a mask, base64-encoded
+DRAIN_MAX = 512 * 10**6  # larger bodies are not read: the connection is closed
 STATIC = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/javascript"),
           "/style.css": ("style.css", "text/css")}  # fmt: skip
 
@@ -76,6 +77,9 @@ def make_handler(studio) -> type[BaseHTTPRequestHandler]:
             n = int(self.headers.get("Content-Length") or 0)
             if n > MAX_BODY:
                 self.close_connection = True
+                left = n if n <= DRAIN_MAX else 0  # read it away, so that the browser receives the message
+                while left > 0 and (chunk := self.rfile.read(min(1 << 20, left))):
+                    left -= len(chunk)
                 raise NoisecraftError(f"the request is {n / 1e6:.0f} MB; uploads are limited to {MAX_BODY // 10**6} MB")
             raw = self.rfile.read(n) if n else b"{}"
             try:

@@ -150,6 +150,7 @@ function readFile(input) {
   return new Promise((resolve, reject) => {
     const f = input.files[0];
     if (!f) return resolve(null);
+    if (f.size > 12e6) return reject(new Error(`${f.name} is ${(f.size / 1e6).toFixed(0)} MB; the studio takes images up to 12 MB`));
     const fr = new FileReader();
     fr.onload = () => resolve({ url: fr.result, name: f.name });
     fr.onerror = () => reject(new Error(`cannot read ${f.name}`));
