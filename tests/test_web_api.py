@@ -341,3 +341,34 @@ def test_a_2d_toy_run_draws_its_points(tiny):
     assert res["images"] == [] and url_pixels(res["grid"]).shape[0] > 100 and "--num 50" in res["command"]
     code, d = tiny.server.call("POST", "/api/prepare", {"run": str(run), "image": png_url(np.zeros((8, 8), np.uint8))})
     assert code == 400 and "2-D points" in d["error"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra", "outputs"),
+    [
+        ("img2img", {"strength": 0.5, "num": 2, "class": 4, "guidance": 2}, ["img2img_000_00.png",
+                                                                             "img2img_000_01.png"]),
+        ("inpaint", {"num": 2, "mask": "MASK", "method": "repaint", "jump": 2, "resample": 2}, ["inpaint_00.png",
+                                                                                                "inpaint_01.png"]),
+        ("inpaint", {"num": 1, "rect": "1,1,5,4"}, ["inpaint_00.png"]),
+        ("invert", {"iters": 1}, ["reconstruction_000.png"]),
+        ("interpolate", {"frames": 3, "iters": 1}, [f"frame_{i:03d}.png" for i in range(3)]),
+        ("swap", {"source": 2, "target": 6, "guidance": 2, "strength": 0.8, "iters": 1}, ["swap_000.png"]),
+    ],
+)  # fmt: skip
+def test_edits_give_the_pixels_of_the_command_they_show(tiny, tmp_path, mode, extra, outputs):
+    rng = np.random.default_rng(3)
+    a, b = (png_url(rng.integers(0, 256, (8, 8), dtype=np.uint8)) for _ in range(2))
+    mask = np.zeros((8, 8), np.uint8)
+    mask[3:6, 2:7] = 255
+    body = {"run": str(tiny.run), "mode": mode, "image": a, "image_b": b, "steps": 4, "seed": 9, "sampler": "euler"}
+    body.update({k: png_url(mask) if v == "MASK" else v for k, v in extra.items()})
+    res = tiny.server.run_job("/api/edit", body)
+    for name, url in (("input.png", a), ("input_b.png", b), ("mask.png", png_url(mask))):
+        Image.fromarray(url_pixels(url)).save(tmp_path / name)
+    argv = shlex.split(res["command"])
+    argv = [str(tmp_path / v) if v in ("input.png", "input_b.png", "mask.png") else v for v in argv]
+    assert main([*argv[1:], "--out", str(tmp_path / "cli")]) == 0
+    assert len(res["images"]) == len(outputs)
+    for url, name in zip(res["images"], outputs):
+        assert np.array_equal(url_pixels(url), np.asarray(Image.open(tmp_path / "cli" / name))), name

@@ -116,6 +116,11 @@ def test_paint_a_mask_and_inpaint_keeps_the_unmasked_pixels(browser, studio, tmp
     page.wait_for_selector("#edit-result[data-done]", timeout=0)
     x = url_pixels(page.get_attribute("#edit-input", "src"))
     assert np.array_equal(x, np.asarray(Image.open(pic)))
+    assert "noisecraft edit inpaint" in page.inner_text("#edit-command") and "--mask mask.png" in page.inner_text(
+        "#edit-command"
+    )
+    painted = url_pixels(page.get_attribute("#dl-extra a[download='mask.png']", "href"))[..., 0] > 0
+    assert np.array_equal(painted, mask)  # the mask offered for the command is the one painted
     outs = page.eval_on_selector_all("#edit-result img.edited", "els => els.map(e => e.src)")
     assert len(outs) == 2
     for src in outs:

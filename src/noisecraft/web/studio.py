@@ -329,7 +329,7 @@ class Studio:
         if mode == "inpaint":
             o["method"] = p.choice("method", "replace", ("replace", "repaint"))
             o["jump"], o["resample"] = p.int("jump", 10, 1, 100), p.int("resample", 10, 1, 100)
-            rect = p.str("rect")
+            rect = o["rect"] = p.str("rect")
             if rect:
                 from noisecraft.editing.io import rect_mask
 
@@ -414,7 +414,39 @@ class Studio:
                                  strength=o["strength"], sampler=s["sampler"], iters=o["iters"])  # fmt: skip
         job.step(total, total)
         res.update(images=image_urls(y), grid=grid_url(torch.cat([x, y]), nrow=len(y) + 1), input=image_urls(x)[0])
+        res["command"] = self.edit_command(s, o)
         return res
+
+    @staticmethod
+    def edit_command(s: dict[str, Any], o: dict[str, Any]) -> str:
+        """The `noisecraft edit` command that gives the same pixels from input.png (the converted upload, which the
+        page offers for download), input_b.png and mask.png."""
+        mode = o["mode"]
+        cmd = ["noisecraft", "edit", mode, _q(s["run"]), "input.png"] + (
+            ["input_b.png"] if mode == "interpolate" else []
+        )
+        cmd += ["--sampler", s["sampler"], "--steps", str(s["steps"])]
+        cmd += ["--schedule", _q(s["schedule"])] if s["schedule"] else []
+        cmd += ["--seed", str(s["seed"])] + (["--raw"] if not s["ema"] else [])
+        if mode in ("img2img", "swap"):
+            cmd += ["--strength", f"{o['strength']:g}"]
+        if mode in ("img2img", "inpaint"):
+            cmd += ["--num", str(o["num"])]
+        if mode in ("img2img", "inpaint", "invert") and o["label"] is not None:
+            cmd += ["--class", str(o["label"])]
+        if mode in ("img2img", "inpaint") and o["guidance"] != 1.0:
+            cmd += ["--guidance", f"{o['guidance']:g}"]
+        if mode == "inpaint":
+            cmd += ["--rect", _q(o["rect"])] if o.get("rect") else ["--mask", "mask.png"]
+            cmd += ["--method", o["method"]]
+            cmd += ["--jump", str(o["jump"]), "--resample", str(o["resample"])] if o["method"] == "repaint" else []
+        if mode == "interpolate":
+            cmd += ["--frames", str(o["frames"])]
+        if mode == "swap":
+            cmd += ["--source", str(o["source"]), "--target", str(o["target"]), "--guidance", f"{o['guidance']:g}"]
+        if mode in ("invert", "interpolate", "swap"):
+            cmd += ["--iters", str(o["iters"])]
+        return " ".join(cmd)
 
     # -- learn ----------------------------------------------------------------------------------------------
     def forward_strip(self, data: Any) -> dict[str, Any]:

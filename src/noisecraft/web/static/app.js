@@ -223,6 +223,13 @@ async function edit() {
     for (const src of res.images) { const im = new Image(); im.src = src; im.className = "edited"; out.append(im); }
     $("edit-grid").src = res.grid;
     $("edit-message").textContent = res.message;
+    $("edit-command").textContent = res.command;
+    $("dl-input").href = CURRENT.image;
+    const extra = $("dl-extra");
+    extra.innerHTML = "";
+    const link = (href, name) => { const a = document.createElement("a"); a.href = href; a.download = name; a.textContent = name; extra.append(", ", a); };
+    if (mode === "interpolate") link(CURRENT.imageB, "input_b.png");
+    if (body.mask) link(body.mask, "mask.png");
     out.dataset.done = String(job);
   } catch (e) { say(e.message); }
 }
