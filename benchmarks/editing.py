@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from noisecraft.sampling.steps import step_sigmas
+
 
 class Counting:
     """A denoiser that counts its calls (NFE)."""
@@ -88,7 +90,7 @@ def inversion_table(name: str, denoiser, schedule, x: Tensor, steps: list[int], 
     rows = []
     for sampler, iters in [("euler", 0), ("euler", 3), ("heun", 0), ("heun", 3), ("ddim", 3)]:
         for n in steps:
-            sig = schedule.sample_sigmas(n)
+            sig = step_sigmas(schedule, n)
             m = Counting(denoiser)
             z = invert(m, x, sig, sampler=sampler, iters=iters, cond=cond)
             row = dict(
@@ -177,7 +179,7 @@ def main() -> None:
 
     judge = BuiltinFeatures(args.dataset)
     real_f = judge(x_test)
-    sig = schedule.sample_sigmas(args.edit_steps)
+    sig = step_sigmas(schedule, args.edit_steps)
 
     def judged(img: Tensor) -> tuple[Tensor, float]:
         logits = judge.net(img.float().clamp(-1, 1))

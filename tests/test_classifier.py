@@ -26,6 +26,7 @@ from noisecraft.models.classifier import (
 from noisecraft.sampling.guidance import ClassConditioned, ClassifierGuidedDenoiser, build_guided_denoiser
 from noisecraft.sampling.noise import per_sample_generators, randn
 from noisecraft.sampling.samplers import get_sampler
+from noisecraft.sampling.steps import step_sigmas
 
 SHAPE = (1, 4, 4)
 
@@ -98,7 +99,7 @@ def test_config_and_training_input_are_validated():
 
 def guided_accuracy(gm, classifier, scale, label, n=400, seed=0) -> float:
     """Fraction of samples the exact clean posterior assigns to `label` (the independent judge)."""
-    sigmas = make_schedule("edm", sigma_hi=20.0).sample_sigmas(24)
+    sigmas = step_sigmas(make_schedule("edm", sigma_hi=20.0), 24)
     gens = per_sample_generators(range(seed, seed + n))
     x = sigmas[0] * randn((n, *SHAPE), gens, torch.float32)
     guided = ClassConditioned(ClassifierGuidedDenoiser(gm, classifier, scale), label)

@@ -19,6 +19,7 @@ from noisecraft.core.schedules import (
     sigma_from_log_snr,
 )
 from noisecraft.errors import NoisecraftError
+from noisecraft.sampling.steps import step_sigmas
 
 DIFFUSERS_NAMES = {
     "linear": "linear",
@@ -51,7 +52,7 @@ def test_zero_terminal_snr_has_finite_top_sigma():
     s = DiscreteVP.named("linear", zero_terminal_snr=True)
     assert s.alphas_cumprod[-1] == 0
     assert math.isfinite(s.sigma_max) and s.sigma_max > 1000
-    assert torch.isfinite(s.sample_sigmas(10)).all()
+    assert torch.isfinite(step_sigmas(s, 10)).all()
 
 
 @pytest.mark.parametrize("name", SCHEDULES)
@@ -90,9 +91,9 @@ def test_vp_continuous_matches_its_integral():
 @pytest.mark.parametrize("name", SCHEDULES)
 @pytest.mark.parametrize("spacing", ["linspace", "karras", "logsnr", None])
 @pytest.mark.parametrize("steps", [1, 7, 50])
-def test_sample_sigmas_contract(name, spacing, steps):
+def test_step_sigmas_contract(name, spacing, steps):
     s = make_schedule(name)
-    sig = s.sample_sigmas(steps, spacing)
+    sig = step_sigmas(s, steps, spacing)
     assert sig.shape == (steps + 1,) and sig.dtype == torch.float64
     assert sig[-1] == 0 and (sig[1:] < sig[:-1]).all()
     assert sig[0].item() == pytest.approx(s.sigma_max, rel=1e-9), "sampling must start at the top noise level"
@@ -105,14 +106,14 @@ def test_discrete_spacings_match_diffusers_timesteps():
     for spacing in ("linspace", "leading", "trailing"):
         ref = diffusers.DDIMScheduler(num_train_timesteps=1000, timestep_spacing=spacing)
         ref.set_timesteps(10)
-        ours = s.t(s.sample_sigmas(10, spacing)[:-1]).round()
+        ours = s.t(step_sigmas(s, 10, spacing)[:-1]).round()
         assert ours.long().tolist() == ref.timesteps.tolist(), spacing
 
 
 def test_default_spacing_of_cosine_avoids_leading_trap():
     s = make_schedule("cosine")
-    assert s.sample_sigmas(10)[0].item() == pytest.approx(s.sigmas[-1].item(), rel=1e-12)  # trailing starts at t = T-1
-    assert s.sample_sigmas(10, "leading")[0] < s.sigmas[-1]
+    assert step_sigmas(s, 10)[0].item() == pytest.approx(s.sigmas[-1].item(), rel=1e-12)  # trailing starts at t = T-1
+    assert step_sigmas(s, 10, "leading")[0] < s.sigmas[-1]
 
 
 @pytest.mark.parametrize(
@@ -155,10 +156,10 @@ def test_bad_betas_are_rejected(betas):
 def test_unknown_names_list_valid_choices():
     with pytest.raises(NoisecraftError, match="unknown schedule 'cosin'.*cosine.*edm"):
         make_schedule("cosin")
-    with pytest.raises(NoisecraftError, match="unknown spacing 'foo'.*karras"):
-        make_schedule("edm").sample_sigmas(5, "foo")
+    with pytest.raises(NoisecraftError, match="unknown step schedule 'foo'.*karras"):
+        step_sigmas(make_schedule("edm"), 5, "foo")
     with pytest.raises(NoisecraftError, match="steps must be a positive integer"):
-        make_schedule("edm").sample_sigmas(0)
+        step_sigmas(make_schedule("edm"), 0)
 
 
 def test_bad_sigma_lists():

@@ -19,6 +19,7 @@ from noisecraft.editing.sdedit import img2img, strength_sigmas
 from noisecraft.errors import NoisecraftError
 from noisecraft.sampling.noise import per_sample_generators
 from noisecraft.sampling.samplers import SAMPLERS, get_sampler
+from noisecraft.sampling.steps import step_sigmas
 
 SHAPE = (1, 8, 8)
 
@@ -41,7 +42,7 @@ def test_ddim_inversion_error_shrinks_with_steps(schedule):
     gm = mixture()
     x, _ = images(gm)
     sch = make_schedule(schedule)
-    errs = [(reconstruct(gm, x, sch.sample_sigmas(n))[0] - x).pow(2).mean().item() for n in (8, 16, 32, 64)]
+    errs = [(reconstruct(gm, x, step_sigmas(sch, n))[0] - x).pow(2).mean().item() for n in (8, 16, 32, 64)]
     assert all(b < a for a, b in itertools.pairwise(errs)), errs
     assert errs[-1] < errs[0] / 8  # at least first order: halving the step more than halves the error
 
@@ -52,7 +53,7 @@ def test_fixed_point_inversion_inverts_each_sampler(sampler):
         pytest.skip(f"{sampler} not registered")
     gm = mixture()
     x, _ = images(gm)
-    sigmas = make_schedule("edm").sample_sigmas(16)
+    sigmas = step_sigmas(make_schedule("edm"), 16)
     plain = psnr(reconstruct(gm, x, sigmas, sampler=sampler)[0], x).mean()
     exact = psnr(reconstruct(gm, x, sigmas, sampler=sampler, iters=4)[0], x).mean()
     assert exact > plain + 10
@@ -64,7 +65,7 @@ def test_inversion_handles_huge_sigma_max():
     # ~1/r iterations there; the secant step solves it
     gm = mixture()
     x, _ = images(gm)
-    sigmas = make_schedule("cosine").sample_sigmas(10)
+    sigmas = step_sigmas(make_schedule("cosine"), 10)
     assert sigmas[0] / sigmas[1] > 100
     assert psnr(reconstruct(gm, x, sigmas, iters=3)[0], x).min() > 40
 
@@ -72,7 +73,7 @@ def test_inversion_handles_huge_sigma_max():
 def test_regenerate_is_the_sampler_for_one_step_samplers():
     gm = mixture()
     z = 80 * torch.randn(4, *SHAPE, generator=torch.Generator().manual_seed(3))
-    sigmas = make_schedule("edm").sample_sigmas(12)
+    sigmas = step_sigmas(make_schedule("edm"), 12)
     assert torch.allclose(regenerate(gm, z, sigmas), get_sampler("euler")(gm, z, sigmas), atol=1e-5)
 
 
@@ -80,7 +81,7 @@ def test_inverted_noise_looks_like_noise():
     gm = mixture()
     x, _ = images(gm, n=32)
     sch = make_schedule("edm")
-    z = invert(gm, x, sch.sample_sigmas(32), iters=2) / sch.sigma_max
+    z = invert(gm, x, step_sigmas(sch, 32), iters=2) / sch.sigma_max
     assert abs(z.std().item() - 1) < 0.15 and abs(z.mean().item()) < 0.1
 
 
@@ -88,7 +89,7 @@ def test_inverted_noise_looks_like_noise():
 def test_strength_zero_returns_input_exactly():
     gm = mixture()
     x, _ = images(gm)
-    out = img2img(gm, x, make_schedule("edm").sample_sigmas(20), 0.0, generator=torch.Generator().manual_seed(0))
+    out = img2img(gm, x, step_sigmas(make_schedule("edm"), 20), 0.0, generator=torch.Generator().manual_seed(0))
     assert torch.equal(out, x)
 
 
@@ -97,7 +98,7 @@ def test_strength_one_ignores_the_input(sampler):
     gm = mixture()
     x, _ = images(gm, seed=1)
     y, _ = images(gm, seed=2)
-    sigmas = make_schedule("edm").sample_sigmas(20)
+    sigmas = step_sigmas(make_schedule("edm"), 20)
     a = img2img(gm, x, sigmas, 1.0, sampler=sampler, generator=per_sample_generators(range(8)))
     b = img2img(gm, y, sigmas, 1.0, sampler=sampler, generator=per_sample_generators(range(8)))
     assert torch.equal(a, b)
@@ -108,7 +109,7 @@ def test_strength_one_ignores_the_input(sampler):
 def test_strength_moves_output_away_from_input_monotonically():
     gm = mixture(k=4, spread=1.0)
     x, labels = images(gm, n=64)
-    sigmas = make_schedule("edm").sample_sigmas(30)
+    sigmas = step_sigmas(make_schedule("edm"), 30)
     dist, same_class = [], []
     for s in (0.2, 0.5, 0.8, 1.0):
         out = img2img(gm, x, sigmas, s, generator=torch.Generator().manual_seed(5))
@@ -119,7 +120,7 @@ def test_strength_moves_output_away_from_input_monotonically():
 
 
 def test_strength_maps_to_the_tail_of_the_sigma_list():
-    sigmas = make_schedule("edm").sample_sigmas(10)
+    sigmas = step_sigmas(make_schedule("edm"), 10)
     assert torch.equal(strength_sigmas(sigmas, 1.0), sigmas)
     assert torch.equal(strength_sigmas(sigmas, 0.3), sigmas[7:])
     assert len(strength_sigmas(sigmas, 0.0)) == 1
@@ -130,7 +131,7 @@ def test_strength_outside_unit_interval_is_an_error(bad):
     gm = mixture()
     x, _ = images(gm, n=2)
     with pytest.raises(NoisecraftError, match="strength must be in"):
-        img2img(gm, x, make_schedule("edm").sample_sigmas(5), bad)
+        img2img(gm, x, step_sigmas(make_schedule("edm"), 5), bad)
 
 
 # -- inpainting ----------------------------------------------------------------------------------------------
@@ -154,7 +155,7 @@ def test_inpainting_keeps_unmasked_pixels_exactly(method, sampler):
         gm,
         x,
         m,
-        make_schedule("edm").sample_sigmas(10),
+        step_sigmas(make_schedule("edm"), 10),
         method=method,
         sampler=sampler,
         jump_length=3,
@@ -185,7 +186,7 @@ def test_inpainting_fills_with_the_conditional_mean_and_resampling_helps():
     mu, cov, xf = gd.means[0], gd.covs[0], x.flatten()
     cond_mean = mu[m] + cov[m][:, ~m] @ torch.linalg.solve(cov[~m][:, ~m], xf[~m] - mu[~m])
     n = 48
-    sigmas = make_schedule("edm").sample_sigmas(16)
+    sigmas = step_sigmas(make_schedule("edm"), 16)
 
     def error(**kw) -> float:
         out = inpaint(gd, x.float().expand(n, *SHAPE), _mask(), sigmas, generator=per_sample_generators(range(n)), **kw)
@@ -221,9 +222,9 @@ def test_mask_of_wrong_size_is_an_error():
     gm = mixture()
     x, _ = images(gm, n=2)
     with pytest.raises(NoisecraftError, match="mask of shape"):
-        inpaint(gm, x, torch.ones(1, 7, 7), make_schedule("edm").sample_sigmas(4))
+        inpaint(gm, x, torch.ones(1, 7, 7), step_sigmas(make_schedule("edm"), 4))
     with pytest.raises(NoisecraftError, match="0 \\(keep\\) or 1"):
-        inpaint(gm, x, 0.5 * torch.ones(1, 8, 8), make_schedule("edm").sample_sigmas(4))
+        inpaint(gm, x, 0.5 * torch.ones(1, 8, 8), step_sigmas(make_schedule("edm"), 4))
 
 
 # -- class swap and interpolation ------------------------------------------------------------------------------
@@ -247,7 +248,7 @@ def test_class_swap_changes_the_class_and_keeps_the_rest(guidance):
     x, labels = images(gm, n=24)
     src = labels
     tgt = (labels + 1) % 3
-    sigmas = make_schedule("edm").sample_sigmas(24)
+    sigmas = step_sigmas(make_schedule("edm"), 24)
     model = _WithNull(gm)
     out = swap_class(model, x, sigmas, src, tgt, guidance=guidance, null_label=3, iters=2)
     assert (gm.class_posterior(out, 1e-3).argmax(1) == tgt).float().mean() > 0.9
@@ -264,14 +265,14 @@ def test_swap_needs_null_label_for_guidance():
     gm = mixture()
     x, labels = images(gm, n=2)
     with pytest.raises(NoisecraftError, match="null_label"):
-        swap_class(gm, x, make_schedule("edm").sample_sigmas(4), labels, labels, guidance=3.0)
+        swap_class(gm, x, step_sigmas(make_schedule("edm"), 4), labels, labels, guidance=3.0)
 
 
 def test_interpolation_endpoints_reproduce_the_inputs():
     gm = mixture()
     x0, _ = images(gm, n=4, seed=1)
     x1, _ = images(gm, n=4, seed=2)
-    frames = interpolate(gm, x0, x1, make_schedule("edm").sample_sigmas(20), [0.0, 0.5, 1.0], iters=3)
+    frames = interpolate(gm, x0, x1, step_sigmas(make_schedule("edm"), 20), [0.0, 0.5, 1.0], iters=3)
     assert frames.shape == (3, 4, *SHAPE)
     assert psnr(frames[0], x0).min() > 40 and psnr(frames[2], x1).min() > 40
     mid = frames[1]

@@ -21,6 +21,7 @@ from noisecraft.sampling.guidance import (
     parse_interval,
 )
 from noisecraft.sampling.samplers import get_sampler
+from noisecraft.sampling.steps import step_sigmas
 
 K = 3
 
@@ -150,7 +151,7 @@ def test_guided_sampling_draws_the_chosen_component(how, sampler):
         guided = CFGDenoiser(LabelledMixture(gm), 1.0, null_label=K)
     from noisecraft.core.schedules import make_schedule
 
-    sigmas = make_schedule("edm", sigma_hi=40.0).sample_sigmas(80)
+    sigmas = step_sigmas(make_schedule("edm", sigma_hi=40.0), 80)
     g = torch.Generator().manual_seed(3)
     x = sigmas[0] * torch.randn(n, 2, generator=g, dtype=torch.float64)
     out = get_sampler(sampler)(ClassConditioned(guided, label), x, sigmas, generator=torch.Generator().manual_seed(4))

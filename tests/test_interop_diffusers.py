@@ -15,6 +15,7 @@ from noisecraft.errors import NoisecraftError
 from noisecraft.interop.diffusers import export_diffusers, load_diffusers
 from noisecraft.models.factory import ModelConfig, build_denoiser
 from noisecraft.sampling.samplers import get_sampler
+from noisecraft.sampling.steps import step_sigmas
 
 TOL = 1e-4
 SMALL_UNET = {"block_out_channels": [16, 16, 32], "norm_num_groups": 8}
@@ -56,7 +57,7 @@ def test_export_ddpm_pipeline_matches_noisecraft_samplers(tmp_path: Path, kind: 
     assert config.prediction_type == {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}[kind]
     assert config.beta_schedule == {"linear": "linear", "cosine": "squaredcos_cap_v2"}.get(schedule, schedule)
     steps = 10
-    sigmas = sched.sample_sigmas(steps, "trailing")
+    sigmas = step_sigmas(sched, steps, "trailing")
     vp_to_ve = float((1 + sigmas[0] ** 2).sqrt())  # the pipeline starts from ε in VP form: x_ve = x_vp/√ᾱ
 
     theirs = pipe(batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=steps, output_type="np")
@@ -107,7 +108,7 @@ def test_export_edm_matches_edm_euler_scheduler_loop(tmp_path: Path) -> None:
         for t in scheduler.timesteps:
             out = unet(scheduler.scale_model_input(theirs, t), t, class_labels=labels).sample
             theirs = scheduler.step(out, t, theirs).prev_sample
-    ours = get_sampler("euler")(denoiser, x, sched.sample_sigmas(steps), cond={"class_labels": labels})
+    ours = get_sampler("euler")(denoiser, x, step_sigmas(sched, steps), cond={"class_labels": labels})
     assert (ours - theirs).abs().max() < TOL * 2  # in [-1, 1] units
     assert ours.abs().mean() > 0.05
 
@@ -154,7 +155,7 @@ def test_load_diffusers_denoiser_equals_manual_diffusers(tmp_path: Path, schedul
 
 
 def test_load_diffusers_samples_like_diffusers_ddim(tmp_path: Path) -> None:
-    """noisecraft's DDIM on schedule.sample_sigmas(n, loaded.timestep_spacing) walks diffusers' DDIM steps."""
+    """noisecraft's DDIM on step_sigmas(schedule, n, loaded.timestep_spacing) walks diffusers' DDIM steps."""
     from diffusers import DDIMPipeline, DDIMScheduler
 
     unet, _ = make_diffusers_folder(tmp_path / "pipe", beta_schedule="linear", timestep_spacing="leading")
@@ -167,7 +168,7 @@ def test_load_diffusers_samples_like_diffusers_ddim(tmp_path: Path) -> None:
     theirs = ddim(
         batch_size=2, generator=torch.Generator().manual_seed(1), num_inference_steps=10, eta=0.0, output_type="np"
     )
-    sigmas = schedule.sample_sigmas(10, denoiser.timestep_spacing)
+    sigmas = step_sigmas(schedule, 10, denoiser.timestep_spacing)
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * float((1 + sigmas[0] ** 2).sqrt())
     ours = get_sampler("ddim")(denoiser, x, sigmas)
     assert abs(theirs.images - to_pixels(ours)).max() < TOL
@@ -185,7 +186,7 @@ def test_clipped_denoiser_reproduces_clip_sample(tmp_path: Path) -> None:
     pipe = DDPMPipeline.from_pretrained(tmp_path / "pipe")
     pipe.set_progress_bar_config(disable=True)
     theirs = pipe(batch_size=2, generator=torch.Generator().manual_seed(5), num_inference_steps=10, output_type="np")
-    sigmas = schedule.sample_sigmas(10, "trailing")
+    sigmas = step_sigmas(schedule, 10, "trailing")
     results = {}
     for clip in (False, True):
         g = torch.Generator().manual_seed(5)
@@ -246,7 +247,7 @@ def test_export_cli_writes_a_pipeline(tmp_path: Path, monkeypatch, capsys) -> No
     denoiser, sched = tiny_model(parameterisation="v")
     seen = {}
 
-    def fake_load_run(path, ema=True):
+    def fake_load_run(path, ema=True, device=None):
         seen.update(path=path, ema=ema)
         return denoiser, sched, types.SimpleNamespace(model=denoiser.config)
 

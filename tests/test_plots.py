@@ -14,6 +14,7 @@ from noisecraft.core.schedules import make_schedule
 from noisecraft.errors import NoisecraftError
 from noisecraft.evaluation import animate, plots
 from noisecraft.sampling.samplers import get_sampler
+from noisecraft.sampling.steps import step_sigmas
 
 
 def _png(path):
@@ -45,7 +46,7 @@ def test_trajectory_strip_and_gif(tmp_path, image_oracle):
     sched = make_schedule("linear")
     steps = []
     x = sched.sigma_max * torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    out = get_sampler("euler")(image_oracle, x, sched.sample_sigmas(6), callback=steps.append)
+    out = get_sampler("euler")(image_oracle, x, step_sigmas(sched, 6), callback=steps.append)
     assert len(steps) == 6
     _png(plots.plot_trajectory_strip(steps, tmp_path / "strip.png", frames=4))
     gif = animate.trajectory_gif(steps, tmp_path / "traj.gif", nrow=2)

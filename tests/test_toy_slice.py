@@ -14,11 +14,12 @@ from noisecraft.core.schedules import make_schedule
 from noisecraft.data.toys import EXACT, toy_data
 from noisecraft.evaluation.distances import mmd_rbf, sliced_wasserstein
 from noisecraft.sampling.samplers import sample_ddpm
+from noisecraft.sampling.steps import step_sigmas
 from noisecraft.training.toy import ToyConfig, train_toy
 
 
 def _ddpm(denoiser, n=2000, steps=100):
-    sig = make_schedule("linear").sample_sigmas(steps, "linspace").float()
+    sig = step_sigmas(make_schedule("linear"), steps, "linspace").float()
     g = torch.Generator().manual_seed(1)
     return sample_ddpm(denoiser, sig[0] * torch.randn(n, 2, generator=g), sig, generator=g)
 

@@ -18,6 +18,7 @@ from noisecraft.data.toys import toy_data
 from noisecraft.evaluation.distances import sliced_wasserstein
 from noisecraft.evaluation.plots import _pyplot, _save, plot_toy_overview
 from noisecraft.sampling.samplers import get_sampler
+from noisecraft.sampling.steps import step_sigmas
 from noisecraft.training.toy import ToyConfig, build_toy_model, train_toy
 
 SMALLEST = {"iterations": 30, "samples": 300, "steps": 10}
@@ -30,7 +31,7 @@ def main(
     cfg = ToyConfig(dataset="swissroll", iterations=iterations, seed=0)
     model, losses = train_toy(cfg, progress=False)
     schedule = build_toy_model(cfg)[1].schedule
-    sigmas = schedule.sample_sigmas(steps).float()
+    sigmas = step_sigmas(schedule, steps).float()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         x = get_sampler("ddpm")(model, sigmas[0] * torch.randn(samples, 2, generator=g), sigmas, generator=g)

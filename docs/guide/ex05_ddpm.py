@@ -18,6 +18,7 @@ from noisecraft.data.toys import eight_gaussians_mixture
 from noisecraft.evaluation.animate import points_gif
 from noisecraft.evaluation.distances import mmd_rbf
 from noisecraft.sampling.samplers import get_sampler
+from noisecraft.sampling.steps import step_sigmas
 
 SMALLEST = {"samples": 200, "steps": 20}
 
@@ -36,7 +37,7 @@ def main(out_dir: str | Path = "pictures/guide", samples: int = 2000, steps: int
     ddpm = get_sampler("ddpm")
     for n in sorted({steps, max(2, steps // 50)}):
         g = torch.Generator().manual_seed(1)
-        sig = schedule.sample_sigmas(n)
+        sig = step_sigmas(schedule, n)
         x = ddpm(
             gm,
             sig[0] * torch.randn(samples, 2, generator=g, dtype=torch.float64),

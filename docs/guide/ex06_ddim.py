@@ -20,6 +20,7 @@ from noisecraft.editing.edits import slerp
 from noisecraft.evaluation.distances import mmd_rbf
 from noisecraft.evaluation.plots import _pyplot, _save
 from noisecraft.sampling.samplers import get_sampler
+from noisecraft.sampling.steps import step_sigmas
 
 SMALLEST = {"samples": 200, "paths": 2}
 
@@ -31,12 +32,12 @@ def main(out_dir: str | Path = "pictures/guide", samples: int = 2000, paths: int
     z = torch.randn(samples, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     ddim, ddpm = get_sampler("ddim"), get_sampler("ddpm")
     for n in (10, 50):
-        sig = schedule.sample_sigmas(n)
+        sig = step_sigmas(schedule, n)
         a, b = ddim(gm, sig[0] * z, sig), ddim(gm, sig[0] * z, sig)
         assert torch.equal(a, b)  # deterministic
         s = ddpm(gm, sig[0] * z, sig, generator=torch.Generator().manual_seed(2))
         print(f"{n:3d} steps: MMD² DDIM {mmd_rbf(a, exact):.5f}   DDPM {mmd_rbf(s, exact):.5f}")
-    sig = schedule.sample_sigmas(50)
+    sig = step_sigmas(schedule, 50)
     g = torch.Generator().manual_seed(3)
     z0, z1 = (
         torch.randn(paths, 2, generator=g, dtype=torch.float64),

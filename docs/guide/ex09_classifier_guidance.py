@@ -18,6 +18,7 @@ from noisecraft.data.toys import gmm_mixture
 from noisecraft.evaluation.plots import plot_sweep_grid
 from noisecraft.sampling.guidance import ClassifierGuidedDenoiser, MixtureClassifier
 from noisecraft.sampling.samplers import get_sampler
+from noisecraft.sampling.steps import step_sigmas
 
 SMALLEST = {"samples": 100, "steps": 10}
 
@@ -30,7 +31,7 @@ def main(
 ) -> list[Path]:
     gm = gmm_mixture()
     schedule = make_schedule("linear")
-    sig = schedule.sample_sigmas(steps)
+    sig = step_sigmas(schedule, steps)
     z = torch.randn(samples, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     K = gm.num_components
     grid = torch.zeros(len(scales), K, samples, 2, dtype=torch.float64)

@@ -19,6 +19,7 @@ from noisecraft.data.toys import gmm_mixture
 from noisecraft.evaluation.plots import plot_sweep_grid
 from noisecraft.sampling.guidance import CFGDenoiser
 from noisecraft.sampling.samplers import get_sampler
+from noisecraft.sampling.steps import step_sigmas
 
 SMALLEST = {"samples": 100, "steps": 10}
 
@@ -36,7 +37,7 @@ def main(
         null = (class_labels == K)[:, None]
         return torch.where(null, gm(x, sigma), gm(x, sigma, class_labels=class_labels.clamp(max=K - 1)))
 
-    sig = make_schedule("linear").sample_sigmas(steps)
+    sig = step_sigmas(make_schedule("linear"), steps)
     z = torch.randn(samples, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     grid = torch.zeros(len(scales), K, samples, 2, dtype=torch.float64)
     for i, w in enumerate(scales):

@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     model, history = train_toy(cfg)
     schedule = loss_fn.schedule
-    sigmas = schedule.sample_sigmas(args.steps, "linspace" if schedule.discrete else None).float()
+    from noisecraft.sampling.steps import step_sigmas
+
+    sigmas = step_sigmas(schedule, args.steps, "linspace" if schedule.discrete else None).float()
     g = torch.Generator().manual_seed(args.seed + 1)
     x = sample_ddpm(model, sigmas[0] * torch.randn(args.samples, 2, generator=g), sigmas, generator=g)
     data = toy_data(args.dataset, args.samples, seed=args.seed + 2)

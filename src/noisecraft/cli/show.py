@@ -72,7 +72,7 @@ def _model(args):
     if args.run:
         from noisecraft.training.checkpoint import load_run
 
-        den, sched, cfg = load_run(args.run)
+        den, sched, cfg = load_run(args.run, device="cpu")
         m = cfg.model
         cond = {"class_labels": torch.arange(args.num) % m.num_classes} if m.num_classes else {}
         shape = (m.channels, m.resolution, m.resolution) if m.arch != "mlp" else (m.channels * m.resolution**2,)
@@ -86,10 +86,8 @@ def _model(args):
 
 
 def _sigmas(sched, steps):
-    try:
-        from noisecraft.sampling.steps import step_sigmas
-    except ModuleNotFoundError:
-        return sched.sample_sigmas(steps)
+    from noisecraft.sampling.steps import step_sigmas
+
     return step_sigmas(sched, steps)
 
 

@@ -5,9 +5,9 @@ process x_vp = √ᾱ·x0 + √(1−ᾱ)·ε is the same process scaled by √�
 (Kingma et al. 2021; Karras et al. 2022, Sec. 2). Every schedule therefore only has to say how its own
 time variable t maps to σ and back; ᾱ, α and log-SNR follow from σ by the conversions below.
 
-Two verbs, no hidden state:
-- ``schedule.sample_sigmas(steps, spacing)`` gives the descending σ list a sampler walks (last element 0);
-- ``schedule.training_sigmas(batch, generator)`` draws training noise levels from the schedule's density.
+No hidden state. ``schedule.training_sigmas(batch, generator)`` draws training noise levels from the schedule's
+density; the σ list a sampler walks comes from ``noisecraft.sampling.steps.step_sigmas(schedule, steps, spacing)``
+(the one way to get one), which uses ``schedule._spaced_sigmas`` below for the spacings defined by t, σ or λ.
 """
 
 from __future__ import annotations
@@ -128,9 +128,9 @@ class Schedule:
     def log_snr(self, t: Tensor) -> Tensor:
         return log_snr_from_sigma(self.sigma(t))
 
-    # -- the two verbs -----------------------------------------------------------------------------------
-    def sample_sigmas(self, steps: int, spacing: str | None = None, rho: float = 7.0) -> Tensor:
-        """σ list for sampling: (steps+1,) float64, descending from σ_max, last element 0.
+    # -- σ lists and training noise levels ----------------------------------------------------------------
+    def _spaced_sigmas(self, steps: int, spacing: str | None = None, rho: float = 7.0) -> Tensor:
+        """σ list for sampling, reached through ``step_sigmas``: (steps+1,) float64, descending, last element 0.
 
         spacing: "linspace" (uniform in t, both ends included), "leading"/"trailing" (DDIM-style strides of
         a discrete schedule; trailing starts at the top level), "karras" (ρ-spacing, Karras et al. 2022 Eq. 5),
@@ -413,8 +413,8 @@ class EDM(_SigmaRange):
     def t(self, sigma: Tensor) -> Tensor:
         return torch.as_tensor(sigma, dtype=torch.float64)
 
-    def sample_sigmas(self, steps: int, spacing: str | None = None, rho: float | None = None) -> Tensor:
-        return super().sample_sigmas(steps, spacing, self.rho if rho is None else rho)
+    def _spaced_sigmas(self, steps: int, spacing: str | None = None, rho: float | None = None) -> Tensor:
+        return super()._spaced_sigmas(steps, spacing, self.rho if rho is None else rho)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def img2img(
     Args:
         denoiser: any D(x, σ, **cond) → x̂0 (a guided denoiser for guided edits).
         x: the input images (B, ...), in the model's data space (e.g. [-1, 1] pixels).
-        sigmas: the full descending σ list of the sampler, ending at 0 (schedule.sample_sigmas(steps)).
+        sigmas: the full descending σ list of the sampler, ending at 0 (step_sigmas(schedule, steps)).
         strength: in [0, 1]; see the module docstring.
         sampler: a registry name ("euler", "ddpm", ...) or a sampler function.
         noise: the ε used to perturb x (B, ...); drawn from `generator` (one per sample allowed) when omitted.

@@ -201,7 +201,7 @@ def load_diffusers(folder: str | Path) -> tuple[PreconditionedDenoiser, Schedule
     """Load a diffusers UNet2DModel pipeline folder (unet/ + scheduler/) as a noisecraft denoiser.
 
     The returned denoiser has ``.timestep_spacing`` (the scheduler's, e.g. "leading") so a sampler can use
-    ``schedule.sample_sigmas(steps, denoiser.timestep_spacing)`` to walk the same timesteps as diffusers, and
+    ``step_sigmas(schedule, steps, denoiser.timestep_spacing)`` to walk the same timesteps as diffusers, and
     ``.clip_sample`` / ``.clip_sample_range`` from the config: wrap it in ``ClippedDenoiser`` to clip like
     diffusers does.
     """

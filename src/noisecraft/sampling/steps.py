@@ -49,13 +49,16 @@ STEP_SCHEDULES: dict[str, str] = {
 
 
 def step_sigmas(schedule: Schedule, steps: int, spacing: str | None = None, rho: float | None = None) -> Tensor:
-    """The σ list for `steps` sampler steps: (steps+1,) float64, descending, last element 0."""
+    """The σ list for `steps` sampler steps: (steps+1,) float64 on the CPU, descending, last element 0.
+
+    The one way to get a sampler's σ list (samplers read it as Python floats, so it stays on the CPU whatever
+    the model's device)."""
     steps = _steps_arg(steps)
     name = spacing or "default"
     if name == "default":
-        return schedule.sample_sigmas(steps)
+        return schedule._spaced_sigmas(steps)
     if name in SPACINGS:
-        return schedule.sample_sigmas(steps, name) if rho is None else schedule.sample_sigmas(steps, name, rho)
+        return schedule._spaced_sigmas(steps, name) if rho is None else schedule._spaced_sigmas(steps, name, rho)
     if name == "quadratic":
         t_hi, t_lo = schedule.t_range
         u = torch.linspace(1, 0, steps, dtype=torch.float64)
