@@ -106,13 +106,14 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
+    from noisecraft.data.io import save_grid
     from noisecraft.evaluation.features import BuiltinFeatures, _resize
     from noisecraft.evaluation.metrics import frechet_distance
     from noisecraft.evaluation.reference import reference_images
     from noisecraft.models.classifier import load_classifier
+    from noisecraft.sampling.generate import generate
     from noisecraft.sampling.guidance import CFGDenoiser, ClassConditioned, ClassifierGuidedDenoiser
     from noisecraft.training.checkpoint import load_run
-    from noisecraft.training.samples import generate, save_grid
     from noisecraft.training.setup import sample_shape
 
     res = args.resolution or (8 if args.dataset == "digits" else 16)

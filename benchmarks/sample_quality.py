@@ -60,8 +60,8 @@ def bench_dataset(dataset: str, run: Path, args) -> dict:
     from noisecraft.evaluation.features import BuiltinFeatures
     from noisecraft.evaluation.metrics import quality_scores
     from noisecraft.evaluation.reference import reference_images
+    from noisecraft.sampling.generate import generate
     from noisecraft.training.checkpoint import load_run, resolve_checkpoint
-    from noisecraft.training.samples import generate
 
     den, schedule, cfg = load_run(run)
     ckpt = resolve_checkpoint(run)

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def fd_of(denoiser, schedule, a, extractor) -> float:
     from noisecraft.evaluation.evaluate import evaluate_images
-    from noisecraft.training.samples import generate
+    from noisecraft.sampling.generate import generate
 
     x = generate(denoiser, schedule, (1, 16, 16), list(range(a.num)), sampler="heun", steps=20, batch_size=250)
     # clamped to the image range, as every pipeline does before it saves an image

@@ -91,7 +91,7 @@ def library_sample(run: Path, args) -> float:
     import torch
 
     from noisecraft.interop.pretrained import load_pretrained
-    from noisecraft.training.samples import generate
+    from noisecraft.sampling.generate import generate
 
     torch.set_num_threads(int(ENV["OMP_NUM_THREADS"]))
     m = load_pretrained(str(run))

@@ -1,4 +1,4 @@
-"""Built-in feature networks: deterministic training, checksums, caching, reference splits."""
+"""Built-in feature networks: deterministic training, shipped weights verified by checksum, reference splits."""
 
 from __future__ import annotations
 
@@ -27,17 +27,52 @@ def test_feature_net_training_is_deterministic():
     assert ca == cb and ca != cc
 
 
-def test_builtin_features_cache_and_identity(tmp_path, monkeypatch):
-    monkeypatch.setattr(features, "train_feature_net", lambda ds: (features.FeatureCNN(8), 0.1))
-    f1 = features.BuiltinFeatures("digits", cache=tmp_path)
-    assert f1.path.exists()
-    monkeypatch.setattr(features, "train_feature_net", lambda ds: pytest.fail("should load from the cache"))
-    f2 = features.BuiltinFeatures("digits", cache=tmp_path)
-    assert f1.checksum == f2.checksum and f2.test_accuracy == 0.1
+def test_builtin_features_ship_in_the_package_and_are_verified(tmp_path, monkeypatch):
+    monkeypatch.setattr(features, "train_feature_net", lambda *a, **k: pytest.fail("must load, never train"))
+    f = features.BuiltinFeatures("digits")
+    assert f.path.parent == features.WEIGHTS_DIR and f.path.is_file()
+    assert f.checksum == features.WEIGHTS_SHA256["digits"][:16] == features.file_sha256(f.path)[:16]
+    assert f.test_accuracy is not None and f.test_accuracy > 0.9  # the recipe's network, not a random one
     x = torch.rand(5, 1, 32, 32) * 2 - 1  # any resolution and RGB are accepted
-    feats = f2(x)
+    feats = f(x)
     assert feats.shape == (5, 128) and feats.dtype == torch.float64
-    assert f2(x.expand(-1, 3, -1, -1)).allclose(feats, atol=1e-6)
+    assert f(x.expand(-1, 3, -1, -1)).allclose(feats, atol=1e-6)
+    # a damaged or replaced weight file is refused, never used silently
+    bad = tmp_path / "weights"
+    bad.mkdir()
+    data = bytearray(f.path.read_bytes())
+    data[-1] ^= 1
+    (bad / f.path.name).write_bytes(bytes(data))
+    monkeypatch.setattr(features, "WEIGHTS_DIR", bad)
+    with pytest.raises(NoisecraftError, match="SHA-256.*reinstall"):
+        features.BuiltinFeatures("digits")
+    (bad / f.path.name).unlink()
+    with pytest.raises(NoisecraftError, match="missing from the installation"):
+        features.BuiltinFeatures("digits")
+
+
+def test_shipped_weights_are_package_data():
+    """pyproject ships the weight files with the package (an sdist/wheel without them would fail to load)."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["noisecraft"]
+    shipped = {p.relative_to(root / "src" / "noisecraft").as_posix() for p in features.WEIGHTS_DIR.glob("*")}
+    assert "evaluation/weights/*.safetensors" in data
+    assert {f"evaluation/weights/{features.weights_path(d).name}" for d in features.WEIGHTS_SHA256} <= shipped
+
+
+def test_rgb_features_see_colour():
+    rgb = features.get_extractor("rgb")
+    grey = torch.rand(6, 1, 16, 16) * 2 - 1
+    red = torch.cat([grey, -torch.ones_like(grey), -torch.ones_like(grey)], dim=1)
+    blue = red.flip(1)
+    assert rgb(grey).shape == (6, 384)
+    assert torch.equal(rgb(grey), rgb(grey.expand(-1, 3, -1, -1)))  # grey and its RGB copy agree
+    assert not torch.allclose(rgb(red), rgb(blue))  # the grey-averaging network could not tell these apart
+    base = features.get_extractor("fashion-mnist")
+    assert torch.allclose(base(red), base(blue))
 
 
 def test_inception_needs_a_local_file(tmp_path):

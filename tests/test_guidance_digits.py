@@ -46,8 +46,8 @@ def digits_setup(request):
 
 def accuracy(guided, schedule, label: int, n: int = 60) -> float:
     from noisecraft.evaluation.features import BuiltinFeatures
+    from noisecraft.sampling.generate import generate
     from noisecraft.sampling.guidance import ClassConditioned
-    from noisecraft.training.samples import generate
 
     x = generate(ClassConditioned(guided, label), schedule, (1, 8, 8), list(range(n)), steps=24)
     judge = BuiltinFeatures("digits")

@@ -10,20 +10,7 @@ import torch
 from PIL import Image
 
 from noisecraft.cli.main import main
-from noisecraft.evaluation import features
 from noisecraft.evaluation.reference import reference_images
-
-
-@pytest.fixture
-def quick_features(tmp_path, monkeypatch):
-    """A fixed random feature net instead of the trained one (the training itself is tested elsewhere)."""
-
-    def fake_train(dataset, epochs=None, seed=0):
-        torch.manual_seed(0)
-        return features.FeatureCNN(8), 0.0
-
-    monkeypatch.setattr(features, "train_feature_net", fake_train)
-    monkeypatch.setenv("NOISECRAFT_CACHE", str(tmp_path / "cache"))
 
 
 def _write_pngs(folder, images):
@@ -33,7 +20,7 @@ def _write_pngs(folder, images):
         Image.fromarray(np.kron(im, np.ones((2, 2), dtype=np.uint8))).save(folder / f"{i:04d}.png")  # 16×16
 
 
-def test_eval_samples_dir_writes_protocol(tmp_path, quick_features, capsys):
+def test_eval_samples_dir_writes_protocol(tmp_path, capsys):
     real, _ = reference_images("digits", "train")
     _write_pngs(tmp_path / "real", real[:80])
     _write_pngs(tmp_path / "noise", torch.rand(80, 1, 8, 8) * 2 - 1)

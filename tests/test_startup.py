@@ -29,3 +29,17 @@ def test_package_import_is_lazy():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.split() == ["False", "True"], r.stdout + r.stderr
+
+
+def test_type_checking_block_matches_the_lazy_api():
+    """IDEs and type checkers read the TYPE_CHECKING imports; they must name exactly the lazy exports, each
+    from the module __getattr__ loads it from."""
+    import ast
+    from pathlib import Path
+
+    import noisecraft
+
+    tree = ast.parse(Path(noisecraft.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    seen = {a.name: imp.module for imp in block.body if isinstance(imp, ast.ImportFrom) for a in imp.names}
+    assert seen == noisecraft._EXPORTS

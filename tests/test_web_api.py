@@ -32,7 +32,7 @@ def tiny(tmp_path_factory):
 def test_generate_callback_reports_every_step_of_every_batch_and_can_stop_sampling():
     from noisecraft.core.oracles import GaussianData
     from noisecraft.core.schedules import make_schedule
-    from noisecraft.training.samples import generate
+    from noisecraft.sampling.generate import generate
 
     den, sched = GaussianData(torch.zeros(2), 1.0), make_schedule("edm")
     seen = []

@@ -6,13 +6,13 @@ The public API is flat and imported lazily (so the command line starts instantly
     schedule = nc.make_schedule("cosine")
     model = nc.PreconditionedDenoiser(net, nc.Preconditioner("v", noise_input="t", schedule=schedule))
     loss = nc.DenoisingLoss(schedule, weighting="min_snr")(model, x0).mean()
-    x = nc.sample_ddpm(model, schedule.sigma_max * torch.randn(16, 2), schedule.sample_sigmas(50))
+    x = nc.sample_ddpm(model, schedule.sigma_max * torch.randn(16, 2), nc.step_sigmas(schedule, 50))
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -99,7 +99,10 @@ _EXPORTS: dict[str, str] = {
     "apply_overrides": "noisecraft.training.config",
     "train": "noisecraft.training.loop",
     "load_run": "noisecraft.training.checkpoint",
-    "generate": "noisecraft.training.samples",
+    "generate": "noisecraft.sampling.generate",
+    "save_grid": "noisecraft.data.io",
+    "save_images": "noisecraft.data.io",
+    "load_images": "noisecraft.data.io",
     # interop
     "export_diffusers": "noisecraft.interop.diffusers",
     "load_diffusers": "noisecraft.interop.diffusers",
@@ -112,11 +115,13 @@ _EXPORTS: dict[str, str] = {
     "kernel_distance": "noisecraft.evaluation.metrics",
     "precision_recall": "noisecraft.evaluation.metrics",
     "quality_scores": "noisecraft.evaluation.metrics",
+    "frechet_distance_ci": "noisecraft.evaluation.metrics",
     "BuiltinFeatures": "noisecraft.evaluation.features",
     "InceptionFeatures": "noisecraft.evaluation.features",
     "reference_images": "noisecraft.evaluation.reference",
     "evaluate_images": "noisecraft.evaluation.evaluate",
     "evaluate_denoiser": "noisecraft.evaluation.evaluate",
+    "folder_reference": "noisecraft.evaluation.evaluate",
     "ode_log_likelihood": "noisecraft.evaluation.likelihood",
     "ddpm_vlb": "noisecraft.evaluation.likelihood",
     "mmd_rbf": "noisecraft.evaluation.distances",
@@ -136,6 +141,92 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # what IDEs and type checkers see (the same names as _EXPORTS; a test keeps them equal)
+    from noisecraft.core.denoiser import Denoiser, PreconditionedDenoiser
+    from noisecraft.core.ema import EMA
+    from noisecraft.core.losses import DenoisingLoss, loss_weight
+    from noisecraft.core.oracles import EmpiricalDenoiser, GaussianData, GaussianMixture
+    from noisecraft.core.precond import (
+        PARAMETERISATIONS,
+        Preconditioner,
+        convert,
+        eps_from_x0,
+        score_from_x0,
+        to_d,
+        v_from_x0,
+    )
+    from noisecraft.core.process import add_noise, markov_step, posterior_ve, posterior_vp, q_sample, ve_to_vp, vp_to_ve
+    from noisecraft.core.schedules import (
+        EDM,
+        SCHEDULES,
+        VE,
+        DiscreteVP,
+        Schedule,
+        VPContinuous,
+        alpha_bar_from_sigma,
+        karras_sigmas,
+        log_snr_from_sigma,
+        make_schedule,
+        rescale_zero_terminal_snr,
+        sigma_from_alpha_bar,
+        sigma_from_log_snr,
+    )
+    from noisecraft.data.config import DataConfig
+    from noisecraft.data.datasets import make_dataset
+    from noisecraft.data.io import load_images, save_grid, save_images
+    from noisecraft.data.scan import scan_images
+    from noisecraft.data.toys import toy_data
+    from noisecraft.editing.edits import interpolate, slerp, swap_class
+    from noisecraft.editing.inpaint import inpaint
+    from noisecraft.editing.io import load_image, load_mask, rect_mask, save_comparison
+    from noisecraft.editing.sdedit import img2img
+    from noisecraft.errors import NoisecraftError
+    from noisecraft.evaluation.distances import mmd_rbf, sliced_wasserstein
+    from noisecraft.evaluation.evaluate import evaluate_denoiser, evaluate_images, folder_reference
+    from noisecraft.evaluation.features import BuiltinFeatures, InceptionFeatures
+    from noisecraft.evaluation.likelihood import ddpm_vlb, ode_log_likelihood
+    from noisecraft.evaluation.metrics import (
+        frechet_distance,
+        frechet_distance_ci,
+        kernel_distance,
+        precision_recall,
+        quality_scores,
+    )
+    from noisecraft.evaluation.reference import reference_images
+    from noisecraft.interop.diffusers import ClippedDenoiser, export_diffusers, load_diffusers, schedule_from_diffusers
+    from noisecraft.interop.hub import load_from_hub, push_to_hub
+    from noisecraft.models.classifier import ClassifierConfig, NoisyClassifier, load_classifier, train_classifier
+    from noisecraft.models.dit import build_dit
+    from noisecraft.models.factory import ModelConfig, build_denoiser
+    from noisecraft.models.mlp import MLP
+    from noisecraft.models.unet import build_unet
+    from noisecraft.sampling.generate import generate
+    from noisecraft.sampling.guidance import (
+        CFGDenoiser,
+        ClassConditioned,
+        ClassifierGuidedDenoiser,
+        MixtureClassifier,
+        build_guided_denoiser,
+    )
+    from noisecraft.sampling.inversion import invert, reconstruct
+    from noisecraft.sampling.noise import per_sample_generators
+    from noisecraft.sampling.samplers import (
+        SAMPLER_INFO,
+        SAMPLERS,
+        Step,
+        get_sampler,
+        iterate,
+        sample_ddim,
+        sample_ddpm,
+        sample_euler,
+        sample_heun,
+        sampler_knobs,
+    )
+    from noisecraft.sampling.steps import STEP_SCHEDULES, fit_schedule, load_schedule, save_schedule, step_sigmas
+    from noisecraft.training.checkpoint import load_run
+    from noisecraft.training.config import TrainConfig, apply_overrides
+    from noisecraft.training.loop import train
 
 
 def __getattr__(name: str) -> Any:

@@ -26,6 +26,7 @@ def _common(p: argparse.ArgumentParser, default_sampler: str = "euler") -> None:
     p.add_argument("--schedule", default=None, help="step spacing, e.g. linspace, trailing, karras, logsnr")
     p.add_argument("--seed", type=int, default=0, help="seed; output i uses seed+i")
     p.add_argument("--raw", action="store_true", help="use the raw training weights instead of the EMA")
+    p.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/edits/MODE)")
 
 
@@ -112,10 +113,10 @@ def _check_label(name: str, value: int | None, k: int) -> None:
         raise NoisecraftError(f"{name} must lie in [0, {k - 1}], got {value}")
 
 
-def _cond(label: int | None, n: int) -> dict:
+def _cond(label: int | None, n: int, device) -> dict:
     import torch
 
-    return {} if label is None else {"class_labels": torch.full((n,), label, dtype=torch.long)}
+    return {} if label is None else {"class_labels": torch.full((n,), label, dtype=torch.long, device=device)}
 
 
 def _maybe_cfg(denoiser, cfg, label: int | None, guidance: float):
@@ -147,24 +148,28 @@ def run(args: argparse.Namespace) -> int:
 
     from noisecraft.errors import check_choice
     from noisecraft.sampling.samplers import SAMPLERS
+    from noisecraft.sampling.steps import step_sigmas
     from noisecraft.training.checkpoint import load_run
-    from noisecraft.training.samples import sigmas_for
 
     check_choice("sampler", args.sampler, SAMPLERS)
-    denoiser, schedule, cfg = load_run(args.run, ema=not args.raw)
+    from noisecraft.sampling.generate import resolve_device
+
+    device = resolve_device(args.device)
+    denoiser, schedule, cfg = load_run(args.run, ema=not args.raw, device=device)
     if cfg.data.kind == "toy":
         raise NoisecraftError("edit works on image models; this run was trained on 2-D toy points")
-    sigmas = sigmas_for(schedule, args.steps, args.schedule)
+    sigmas = step_sigmas(schedule, args.steps, args.schedule)
     out = Path(args.out or Path(args.run) / "edits" / args.mode)
     out.mkdir(parents=True, exist_ok=True)
     ctx = dict(denoiser=denoiser, cfg=cfg, sigmas=sigmas, out=out, res=cfg.data.resolution, ch=cfg.data.channels)
+    ctx["dev"] = device
     torch.manual_seed(args.seed)
     return {"img2img": _img2img, "inpaint": _inpaint, "invert": _invert, "interpolate": _interpolate, "swap": _swap}[
         args.mode
     ](args, **ctx)
 
 
-def _load(paths, res: int, ch: int):
+def _load(paths, res: int, ch: int, device):
     import torch
 
     from noisecraft.editing.io import load_image
@@ -174,7 +179,7 @@ def _load(paths, res: int, ch: int):
         x, msg = load_image(p, res, ch)
         print(msg)
         xs.append(x)
-    return torch.stack(xs)  # (B, C, H, W)
+    return torch.stack(xs).to(device)  # (B, C, H, W) on the model's device
 
 
 def _gens(seed: int, n: int):
@@ -183,7 +188,7 @@ def _gens(seed: int, n: int):
     return per_sample_generators(range(seed, seed + n))
 
 
-def _img2img(args, denoiser, cfg, sigmas, out, res, ch) -> int:
+def _img2img(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
     from noisecraft.editing.io import save_comparison, save_image
     from noisecraft.editing.sdedit import check_strength, img2img
 
@@ -193,7 +198,7 @@ def _img2img(args, denoiser, cfg, sigmas, out, res, ch) -> int:
 
         raise NoisecraftError(f"--num must be a positive integer, got {args.num}")
     _check_label("--class", args.class_label, cfg.model.num_classes)
-    x = _load(args.images, res, ch)
+    x = _load(args.images, res, ch, dev)
     B = x.shape[0]
     xs = x.repeat_interleave(args.num, 0)  # (B·num, C, H, W)
     model = _maybe_cfg(denoiser, cfg, args.class_label, args.guidance)
@@ -203,7 +208,7 @@ def _img2img(args, denoiser, cfg, sigmas, out, res, ch) -> int:
         sigmas,
         args.strength,
         sampler=args.sampler,
-        cond=_cond(args.class_label, len(xs)),
+        cond=_cond(args.class_label, len(xs), dev),
         generator=_gens(args.seed, len(xs)),
     )
     for i in range(len(y)):
@@ -214,7 +219,7 @@ def _img2img(args, denoiser, cfg, sigmas, out, res, ch) -> int:
     return 0
 
 
-def _inpaint(args, denoiser, cfg, sigmas, out, res, ch) -> int:
+def _inpaint(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
     from PIL import Image
 
     from noisecraft.editing.inpaint import inpaint
@@ -226,7 +231,7 @@ def _inpaint(args, denoiser, cfg, sigmas, out, res, ch) -> int:
     if args.num < 1:
         raise NoisecraftError(f"--num must be a positive integer, got {args.num}")
     _check_label("--class", args.class_label, cfg.model.num_classes)
-    x = _load([args.image], res, ch)
+    x = _load([args.image], res, ch, dev)
     if args.mask is not None:
         try:
             size = Image.open(args.image).size
@@ -235,6 +240,7 @@ def _inpaint(args, denoiser, cfg, sigmas, out, res, ch) -> int:
         mask = load_mask(args.mask, res, image_size=size, outside=args.outside)
     else:
         mask = rect_mask(args.rect, res, outside=args.outside)
+    mask = mask.to(dev)
     xs = x.expand(args.num, -1, -1, -1)
     model = _maybe_cfg(denoiser, cfg, args.class_label, args.guidance)
     y = inpaint(
@@ -246,7 +252,7 @@ def _inpaint(args, denoiser, cfg, sigmas, out, res, ch) -> int:
         sampler=args.sampler,
         jump_length=args.jump,
         resample=args.resample,
-        cond=_cond(args.class_label, args.num),
+        cond=_cond(args.class_label, args.num, dev),
         generator=_gens(args.seed, args.num),
     )
     for i in range(len(y)):
@@ -261,18 +267,18 @@ def _inpaint(args, denoiser, cfg, sigmas, out, res, ch) -> int:
     return 0
 
 
-def _invert(args, denoiser, cfg, sigmas, out, res, ch) -> int:
+def _invert(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
     import torch
 
     from noisecraft.editing.edits import invert, psnr, regenerate
     from noisecraft.editing.io import save_comparison, save_image
 
     _check_label("--class", args.class_label, cfg.model.num_classes)
-    x = _load(args.images, res, ch)
-    cond = _cond(args.class_label, len(x))
+    x = _load(args.images, res, ch, dev)
+    cond = _cond(args.class_label, len(x), dev)
     z = invert(denoiser, x, sigmas, sampler=args.sampler, iters=args.iters, cond=cond)
     rec = regenerate(denoiser, z, sigmas, sampler=args.sampler, cond=cond)
-    torch.save(z, out / "noise.pt")
+    torch.save(z.cpu(), out / "noise.pt")
     for i in range(len(x)):
         save_image(rec[i], out / f"reconstruction_{i:03d}.png")
     noise_view = (z / float(sigmas[0])).clamp(-2, 2) / 2
@@ -286,7 +292,7 @@ def _invert(args, denoiser, cfg, sigmas, out, res, ch) -> int:
     return 0
 
 
-def _interpolate(args, denoiser, cfg, sigmas, out, res, ch) -> int:
+def _interpolate(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
     import torch
 
     from noisecraft.editing.edits import interpolate
@@ -298,7 +304,7 @@ def _interpolate(args, denoiser, cfg, sigmas, out, res, ch) -> int:
     k = cfg.model.num_classes
     _check_label("--class-a", args.class_a, k)
     _check_label("--class-b", args.class_b, k)
-    x = _load([args.image_a, args.image_b], res, ch)
+    x = _load([args.image_a, args.image_b], res, ch, dev)
     ts = torch.linspace(0, 1, args.frames).tolist()
     frames = interpolate(
         denoiser,
@@ -308,8 +314,8 @@ def _interpolate(args, denoiser, cfg, sigmas, out, res, ch) -> int:
         ts,
         sampler=args.sampler,
         iters=args.iters,
-        cond0=_cond(args.class_a, 1),
-        cond1=_cond(args.class_b, 1),
+        cond0=_cond(args.class_a, 1, dev),
+        cond1=_cond(args.class_b, 1, dev),
     )[:, 0]  # (T, C, H, W)
     for i, f in enumerate(frames):
         save_image(f, out / f"frame_{i:03d}.png")
@@ -318,7 +324,7 @@ def _interpolate(args, denoiser, cfg, sigmas, out, res, ch) -> int:
     return 0
 
 
-def _swap(args, denoiser, cfg, sigmas, out, res, ch) -> int:
+def _swap(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
     from noisecraft.editing.edits import swap_class
     from noisecraft.editing.io import save_comparison, save_image
     from noisecraft.editing.sdedit import check_strength
@@ -329,7 +335,7 @@ def _swap(args, denoiser, cfg, sigmas, out, res, ch) -> int:
     _check_label("--target", args.target, k)
     if args.guidance != 1.0 and cfg.label_dropout <= 0:
         print("warning: this run was trained without label dropout, so its unconditional model is untrained")
-    x = _load(args.images, res, ch)
+    x = _load(args.images, res, ch, dev)
     y = swap_class(
         denoiser,
         x,

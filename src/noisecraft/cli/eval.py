@@ -1,11 +1,15 @@
-"""Score a trained run (or a folder of PNG samples) against a real reference split, offline.
+"""Score a trained run (or a folder of images) against a reference, offline.
 
-Prints FD, KID, precision and recall with the protocol and the noise floor (the same metrics between real
-training and reference images), and writes them as JSON.
+The reference is a built-in dataset's test split (default: the run's data source) or, with --ref, any folder
+of images. Prints FD (with its 95 % bootstrap interval), KID, precision and recall with the protocol and the
+noise floor, and writes them as JSON. Samples are scored as `noisecraft sample` saves them: clamped to
+[-1, 1] and rounded to 8 bits.
 
 Examples:
   noisecraft eval runs/digits --num 1000 --sampler dpmpp_2m --steps 10
+  noisecraft eval runs/icons --ref icons/held-out --num 500     # any folder of images as the reference
   noisecraft eval --samples-dir my_samples/ --dataset fashion-mnist
+  noisecraft eval --samples-dir my_samples/ --ref my_photos/    # two folders
   noisecraft eval runs/digits --num 500 --nll 200        # also NLL in bits/dim on 200 test images
   noisecraft eval runs/cifar --features inception --inception ~/weights/inception-2015-12-05.pt
 """
@@ -18,10 +22,15 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", nargs="?", help="run folder written by `noisecraft train` (or one checkpoint folder)")
-    p.add_argument("--samples-dir", help="score the PNG images of this folder instead of sampling a run")
+    p.add_argument("--samples-dir", help="score the images of this folder instead of sampling a run")
     p.add_argument("--dataset", help="reference dataset: digits or fashion-mnist (default: the run's data source)")
-    p.add_argument("--split", default="test", choices=("test", "train"), help="reference split")
-    p.add_argument("--features", help="feature extractor: digits, fashion-mnist or inception (default: --dataset)")
+    p.add_argument("--ref", metavar="FOLDER", help="score against this folder of images instead of a dataset")
+    p.add_argument("--split", default="test", choices=("test", "train"), help="reference split of --dataset")
+    p.add_argument(
+        "--features",
+        help="feature network: digits, fashion-mnist, rgb or inception (default: the dataset's own; for --ref "
+        "fashion-mnist, per colour channel (rgb) for colour images)",
+    )
     p.add_argument("--inception", help="local TorchScript file inception-2015-12-05.pt (for --features inception)")
     p.add_argument("--num", type=int, default=1000, help="number of generated samples")
     p.add_argument("--sampler", default="euler", help="sampler name (see `noisecraft samplers`)")
@@ -29,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spacing", help="σ spacing (default: the schedule's own)")
     p.add_argument("--seed", type=int, default=0, help="first seed; sample i uses seed+i")
     p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--no-floor", action="store_true", help="skip the noise floor")
     p.add_argument("--nll", type=int, default=0, metavar="N", help="also estimate NLL (bits/dim) on N reference images")
@@ -36,93 +46,92 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="JSON file to write (default: RUN_DIR/eval/<...>.json or SAMPLES_DIR/eval.json)")
 
 
-def _load_pngs(folder: Path, limit: int | None):
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from noisecraft.data.transforms import from_pixels
-    from noisecraft.errors import NoisecraftError
-
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and "grid" not in p.name)
-    if not files:
-        raise NoisecraftError(f"no PNG images in {str(folder)!r}")
-    if limit:
-        files = files[:limit]
-    arrs = [np.asarray(Image.open(f).convert("L"), dtype=np.uint8) for f in files]
-    if len({a.shape for a in arrs}) != 1:
-        raise NoisecraftError(f"the images in {str(folder)!r} do not all have the same size")
-    return from_pixels(torch.from_numpy(np.stack(arrs)))[:, None]
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from noisecraft.errors import NoisecraftError
-    from noisecraft.evaluation.evaluate import evaluate_denoiser, evaluate_images
+    from noisecraft.evaluation.evaluate import (
+        builtin_reference,
+        default_features,
+        evaluate_denoiser,
+        evaluate_images,
+        folder_reference,
+    )
     from noisecraft.evaluation.features import get_extractor
     from noisecraft.evaluation.reference import REFERENCE_DATASETS
+    from noisecraft.sampling.generate import resolve_device
 
     if not args.run_dir and not args.samples_dir:
         raise NoisecraftError("give a RUN_DIR to sample from, or --samples-dir with PNG samples")
     if args.num < 4:
         raise NoisecraftError(f"--num must be at least 4, got {args.num}")
+    if args.ref and args.dataset:
+        raise NoisecraftError("give --dataset or --ref (a folder of reference images), not both")
+    device = resolve_device(args.device)
     cfg = denoiser = schedule = None
     if args.run_dir and not args.samples_dir:
         from noisecraft.training.checkpoint import load_run
 
-        denoiser, schedule, cfg = load_run(args.run_dir, ema=not args.no_ema)
+        denoiser, schedule, cfg = load_run(args.run_dir, ema=not args.no_ema, device=device)
+        if cfg.data.kind == "toy":
+            raise NoisecraftError("this run models 2-D points; eval scores images (the toy metrics are in `show`)")
     dataset = args.dataset or (cfg.data.source if cfg is not None else None)
-    if dataset not in REFERENCE_DATASETS:
+    if not args.ref and dataset not in REFERENCE_DATASETS:
         raise NoisecraftError(
-            f"--dataset must be one of {', '.join(REFERENCE_DATASETS)} (the reference images), got {dataset!r}"
+            f"--dataset must be one of {', '.join(REFERENCE_DATASETS)} (or give --ref FOLDER of reference "
+            f"images), got {dataset!r}"
         )
-    extractor = get_extractor(args.features or dataset, inception_path=args.inception)
-    print(f"features: {extractor.name} [{extractor.checksum}]")
+    images = None
     if args.samples_dir:
-        images = _load_pngs(Path(args.samples_dir), args.num)
+        from noisecraft.data.io import load_images
+
+        images, notes = load_images(args.samples_dir, limit=args.num)
+        print("samples: " + "; ".join(notes))
+    shape = (cfg.data.channels, cfg.data.resolution, cfg.data.resolution) if cfg is not None else images.shape[1:]
+    if args.ref:
+        ref = folder_reference(args.ref, resolution=shape[-1], channels=shape[0], seed=args.seed)
+    else:
+        ref = builtin_reference(dataset, args.split)
+    extractor = get_extractor(args.features or default_features(ref, shape[0]), args.inception, device)
+    print(f"features: {extractor.name} [{extractor.checksum}]")
+    if images is not None:
         result = evaluate_images(
-            images,
-            dataset,
-            extractor,
-            split=args.split,
-            with_floor=not args.no_floor,
-            protocol={"source": str(args.samples_dir)},
+            images, ref, extractor, with_floor=not args.no_floor, protocol={"source": str(args.samples_dir)}
         )
         out = Path(args.out or Path(args.samples_dir) / "eval.json")
     else:
-        m = cfg.model
-        if m.arch == "mlp":
-            raise NoisecraftError("this run is a 2-D/vector model; eval scores image models (use the toy metrics)")
+        from noisecraft.training.setup import sample_shape
+
         torch.manual_seed(args.seed)
         result, _ = evaluate_denoiser(
             denoiser,
             schedule,
-            dataset,
+            ref,
             extractor,
-            shape=(m.channels, m.resolution, m.resolution),
+            shape=sample_shape(cfg),
             num=args.num,
             sampler=args.sampler,
             steps=args.steps,
             spacing=args.spacing,
             seed=args.seed,
-            num_classes=m.num_classes,
+            num_classes=cfg.model.num_classes,
             batch_size=args.batch_size,
-            split=args.split,
             with_floor=not args.no_floor,
             source=str(args.run_dir),
+            device=device,
         )
-        name = f"eval-{args.sampler}-{args.steps}steps-n{args.num}-{args.split}.json"
+        against = "ref-" + Path(args.ref).name if args.ref else args.split
+        name = f"eval-{args.sampler}-{args.steps}steps-n{args.num}-{against}.json"
         out = Path(args.out or Path(args.run_dir) / "eval" / name)
     if args.nll:
         if denoiser is None:
             raise NoisecraftError("--nll needs a RUN_DIR (the model's likelihood), not --samples-dir")
-        result.protocol.extra["nll"] = _nll(denoiser, schedule, cfg, dataset, args)
+        result.protocol.extra["nll"] = _nll(denoiser, schedule, cfg, ref, args)
     print(result.summary())
     if "nll" in result.protocol.extra:
         n = result.protocol.extra["nll"]
         print(
-            f"NLL {n['bpd_mean']:.4f} ± {n['bpd_sem']:.4f} bits/dim on {n['images']} {dataset} {args.split} images "
+            f"NLL {n['bpd_mean']:.4f} ± {n['bpd_sem']:.4f} bits/dim on {n['images']} {ref.name} {ref.split} images "
             f"({n['method']})"
         )
     result.save(out)
@@ -130,40 +139,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _nll(denoiser, schedule, cfg, dataset: str, args) -> dict:
-    """Probability-flow NLL (Hutchinson) on the first N reference images, resized to the model's resolution."""
-    import torch
+def _nll(denoiser, schedule, cfg, ref, args) -> dict:
+    from noisecraft.evaluation.likelihood import reference_nll
+    from noisecraft.evaluation.reference import NATIVE_LEVELS
 
-    from noisecraft.evaluation.likelihood import dequantize, ode_log_likelihood
-    from noisecraft.evaluation.reference import reference_images
-
-    imgs, _ = reference_images(dataset, args.split)
-    imgs = imgs[: args.nll]
-    levels = 17 if dataset == "digits" else 256  # digits hold 0..16
-    res = cfg.model.resolution
-    if imgs.shape[-1] != res:
-        imgs = torch.nn.functional.interpolate(imgs, size=(res, res), mode="bilinear", align_corners=False)
-        levels = 256  # resized images are no longer on the original grid: treat them as 8-bit
-    x = dequantize(imgs, levels, torch.Generator().manual_seed(args.seed))
-    bpd = []
-    g = torch.Generator().manual_seed(args.seed)
-    for chunk in x.split(args.batch_size):
-        r = ode_log_likelihood(
-            denoiser,
-            chunk,
-            sigma_min=max(schedule.sigma_min, 1e-3),
-            sigma_max=schedule.sigma_max,
-            steps=args.nll_steps,
-            divergence="hutchinson",
-            generator=g,
-            levels=levels,
-        )
-        bpd.append(r.bpd)
-    b = torch.cat(bpd)
-    return {
-        "bpd_mean": float(b.mean()),
-        "bpd_sem": float(b.std() / len(b) ** 0.5),
-        "images": len(b),
-        "levels": levels,
-        "method": f"probability-flow ODE, RK4 {args.nll_steps} steps, Hutchinson, uniform dequantisation",
-    }
+    return reference_nll(
+        denoiser,
+        schedule,
+        ref.images[: args.nll],
+        levels=NATIVE_LEVELS.get(ref.name, 256),
+        resolution=cfg.data.resolution,
+        steps=args.nll_steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )

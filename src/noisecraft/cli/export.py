@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.interop.diffusers import export_diffusers
     from noisecraft.training.checkpoint import load_run
 
-    denoiser, schedule, cfg = load_run(args.run, ema=not args.raw)
+    denoiser, schedule, cfg = load_run(args.run, ema=not args.raw, device="cpu")
     denoiser.config = cfg.model
     folder = export_diffusers(denoiser, schedule, args.out)
     kind = "DDPMPipeline" if (folder / "model_index.json").is_file() else "UNet2DModel + EDMEulerScheduler"

@@ -45,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--classifier-scale", type=float, default=1.0, help="classifier guidance scale s")
     p.add_argument("--batch-size", type=int, default=64, help="samples per forward pass (results do not depend on it)")
     p.add_argument("--raw", action="store_true", help="use the raw training weights instead of the EMA")
+    p.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/generated; hub:user/name → generated/name)")
 
 
@@ -60,13 +61,16 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from noisecraft.data.io import save_grid, save_images
     from noisecraft.errors import check_choice
+    from noisecraft.evaluation.plots import save_points
     from noisecraft.interop.pretrained import HUB_PREFIX, load_pretrained
+    from noisecraft.sampling.generate import generate, resolve_device
     from noisecraft.sampling.samplers import SAMPLERS
-    from noisecraft.training.samples import generate, save_grid, save_images, save_points
 
     check_choice("sampler", args.sampler, SAMPLERS)
-    model = load_pretrained(args.run, ema=not args.raw)
+    device = resolve_device(args.device)
+    model = load_pretrained(args.run, ema=not args.raw, device=device)
     denoiser, schedule = model.denoiser, model.schedule
     labels = None
     if args.class_label is not None or args.cfg_scale is not None or args.classifier is not None:
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         if args.classifier is not None:
             from noisecraft.models.classifier import load_classifier
 
-            classifier = load_classifier(args.classifier)
+            classifier = load_classifier(args.classifier, device=device)
         denoiser = build_guided_denoiser(  # checks the class, the scales and the classifier's image size
             denoiser,
             class_label=args.class_label,

@@ -55,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="euler", help="sampler name")
     p.add_argument("--steps", type=int, default=40, help="sampling steps")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample of each row")
+    p.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/sweep)")
 
 
@@ -71,17 +72,19 @@ def run(args: argparse.Namespace) -> int:
         raise NoisecraftError(f"run folder {args.run!r} does not exist")
     import torch
 
+    from noisecraft.data.io import save_grid
+    from noisecraft.sampling.generate import generate, resolve_device
     from noisecraft.sampling.guidance import build_guided_denoiser
     from noisecraft.training.checkpoint import load_run
-    from noisecraft.training.samples import generate, save_grid
     from noisecraft.training.setup import sample_shape
 
-    denoiser, schedule, cfg = load_run(args.run)
+    device = resolve_device(args.device)
+    denoiser, schedule, cfg = load_run(args.run, device=device)
     classifier = None
     if args.classifier is not None:
         from noisecraft.models.classifier import load_classifier
 
-        classifier = load_classifier(args.classifier)
+        classifier = load_classifier(args.classifier, device=device)
     shape = sample_shape(cfg)
     if len(shape) != 3:
         raise NoisecraftError("sweep draws image grids; this run is a 2-D toy model")

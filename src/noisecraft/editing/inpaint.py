@@ -111,7 +111,7 @@ def inpaint(
 
     Args:
         mask: 1 = generate, 0 = keep; any shape that broadcasts to x ((H, W), (1, H, W), (B, C, H, W), ...).
-        sigmas: descending σ list ending at 0 (schedule.sample_sigmas(steps)).
+        sigmas: descending σ list ending at 0 (step_sigmas(schedule, steps)).
         method: "replace" or "repaint".
         sampler: a registry name or function; default "euler" for replace, and for repaint "ddim" with eta=1,
             i.e. the DDPM posterior step of the paper.
@@ -120,9 +120,10 @@ def inpaint(
     """
     method = check_choice("inpainting method", method, METHODS)
     sigmas = check_sigmas(sigmas, final_zero=True)
-    keep = 1 - check_mask(mask, x)  # (B, ...)
-    if ((keep != 0) & (keep != 1)).any():
+    m = torch.as_tensor(mask)
+    if ((m != 0) & (m != 1)).any():  # checked where the mask lives (usually the CPU: no device sync)
         raise NoisecraftError("mask values must be 0 (keep) or 1 (generate)")
+    keep = 1 - check_mask(m, x)  # (B, ...) on x's device
     sampler = sampler or ("euler" if method == "replace" else "ddim")
     if method == "repaint":
         _check_single_steps(sampler)

@@ -1,22 +1,25 @@
 """Feature extractors for sample-quality metrics, all offline and identified by a checksum.
 
-- ``BuiltinFeatures("digits" | "fashion-mnist")``: a small CNN classifier that noisecraft trains
-  deterministically (fixed seed, one thread, fixed order) on the real training split, caches under
-  $NOISECRAFT_CACHE or ~/.cache/noisecraft, and identifies by the SHA-256 of its weights. Features are the
-  penultimate layer (post-ReLU, 128-d, scaled to mean square 1 on the training split), the analogue of
-  Inception's pool3 for FID (Heusel et al. 2017).
-  Scores computed with the same checksum are comparable between runs and machines that share the cache file.
+- ``BuiltinFeatures("digits" | "fashion-mnist")``: a small CNN classifier trained on the real training split
+  (``train_feature_net``; the recipe is ``scripts/train_feature_nets.py``). Its weights SHIP IN THE PACKAGE
+  (``evaluation/weights/*.safetensors``, a few hundred kB) and are verified against the SHA-256 in
+  ``WEIGHTS_SHA256`` when loaded, so the metric's network is the same file on every machine and FD numbers are
+  comparable between machines. Features are the penultimate layer (post-ReLU, 128-d, scaled to mean square 1
+  on the training split), the analogue of Inception's pool3 for FID (Heusel et al. 2017).
+- ``ChannelFeatures(base)``: for colour images, the base network's features of each of R, G and B (each
+  channel seen as a grey image) side by side (3·128-d), so that colour differences count. ``"rgb"`` is the
+  Fashion-MNIST network used this way: the default for a user's own folder of images (see docs/evaluation.md
+  for its limits: a 28-px grey clothing classifier, not an ImageNet network).
 - ``InceptionFeatures(path)``: the standard FID network (InceptionV3, TF weights of 2015-12-05) loaded from a
   local TorchScript file; nothing is ever downloaded.
 
-Every extractor maps images (N, C, H, W) in [−1, 1] to float64 features (N, d).
+Every extractor maps images (N, C, H, W) in [−1, 1] to float64 features (N, d) on the CPU; the images may
+live on any device (they are moved to the network's device).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from pathlib import Path
 
 import torch
@@ -26,17 +29,19 @@ from noisecraft.errors import NoisecraftError, check_choice
 from noisecraft.evaluation.reference import NATIVE_RESOLUTION, REFERENCE_DATASETS, reference_images
 
 FEATURE_VERSION = 2  # bump when the architecture or the training recipe changes
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+# SHA-256 of the shipped weight files (written by scripts/train_feature_nets.py): the networks' identity
+WEIGHTS_SHA256 = {
+    "digits": "089eab6e2d5a27107447707c1b99017289c705150a8a28f369a7dc1e84004214",
+    "fashion-mnist": "bc925747957243dd73640f5faa7a8b077f211da73ac715ea63b537a316eb37aa",
+}
+EXTRACTORS = (*REFERENCE_DATASETS, "rgb", "inception")
 INCEPTION_HELP = (
     "FID with InceptionV3 needs a local TorchScript file of the standard FID weights, "
     "inception-2015-12-05.pt (the one StyleGAN2-ADA/StyleGAN3 and clean-fid use; download it once from "
     "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt "
     "on a machine with internet) and pass its path; noisecraft never downloads it"
 )
-
-
-def cache_dir() -> Path:
-    """$NOISECRAFT_CACHE, else ~/.cache/noisecraft."""
-    return Path(os.environ.get("NOISECRAFT_CACHE") or Path.home() / ".cache" / "noisecraft")
 
 
 def _resize(x: Tensor, size: int) -> Tensor:
@@ -75,6 +80,16 @@ class FeatureCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.body(x))
+
+
+def weights_path(dataset: str) -> Path:
+    """The shipped weight file of the built-in network of `dataset`."""
+    return WEIGHTS_DIR / f"features-{dataset}-v{FEATURE_VERSION}.safetensors"
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def weights_checksum(state: dict[str, Tensor]) -> str:
@@ -128,82 +143,118 @@ def train_feature_net(
 
 
 class BuiltinFeatures:
-    """Penultimate-layer features of the built-in classifier of `dataset`; trains and caches it on first use."""
+    """Penultimate-layer features of the built-in classifier of `dataset`, from the weights shipped in the
+    package (checked against WEIGHTS_SHA256; a mismatch is an error, never a silent retrain)."""
 
-    def __init__(self, dataset: str, cache: str | Path | None = None, retrain: bool = False):
+    def __init__(self, dataset: str, device: str | torch.device = "cpu", path: str | Path | None = None):
         check_choice("feature dataset", dataset, REFERENCE_DATASETS)
-        from safetensors.torch import load_file, save_file
+        from safetensors import safe_open
+        from safetensors.torch import load_file
 
         self.dataset = dataset
         self.resolution = NATIVE_RESOLUTION[dataset]
-        root = Path(cache) if cache is not None else cache_dir()
-        path = root / f"features-{dataset}-v{FEATURE_VERSION}.safetensors"
+        self.path = Path(path) if path is not None else weights_path(dataset)
+        if not self.path.is_file():
+            raise NoisecraftError(
+                f"feature weights {str(self.path)!r} are missing from the installation; reinstall noisecraft "
+                "(or regenerate them with scripts/train_feature_nets.py)"
+            )
+        sha = file_sha256(self.path)
+        if path is None and sha != WEIGHTS_SHA256[dataset]:
+            raise NoisecraftError(
+                f"feature weights {str(self.path)!r} have SHA-256 {sha[:16]}..., expected "
+                f"{WEIGHTS_SHA256[dataset][:16]}...: the file is damaged or was replaced; reinstall noisecraft"
+            )
         self.net = FeatureCNN(self.resolution)
-        if path.exists() and not retrain:
-            self.net.load_state_dict(load_file(str(path)))
-            meta = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").exists() else {}
-            self.test_accuracy = meta.get("test_accuracy")
-        else:
-            self.net, self.test_accuracy = train_feature_net(dataset)
-            root.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(tmp))
-            tmp.replace(path)
-            meta = {"dataset": dataset, "version": FEATURE_VERSION, "test_accuracy": self.test_accuracy}
-            path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
-        self.net.eval()
-        self.path = path
-        self.checksum = weights_checksum(self.net.state_dict())
+        self.net.load_state_dict(load_file(str(self.path)))
+        with safe_open(str(self.path), "pt") as f:
+            meta = f.metadata() or {}
+        self.test_accuracy = float(meta["test_accuracy"]) if "test_accuracy" in meta else None
+        self.net.eval().requires_grad_(False).to(device)
+        self.checksum = sha[:16]
         self.name = f"noisecraft-{dataset}-cnn-v{FEATURE_VERSION}"
 
     @torch.no_grad()
     def __call__(self, images: Tensor, batch: int = 1024) -> Tensor:
         """images (N, C, H, W) in [−1, 1] (any size; RGB is averaged to grey) → features (N, 128) float64."""
-        images = torch.as_tensor(images, dtype=torch.float32)
-        if images.ndim != 4:
-            raise NoisecraftError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+        images = _check_images(images)
         if images.shape[1] != 1:
             images = images.mean(1, keepdim=True)
-        out = [self.net.features(_resize(c, self.resolution)) for c in images.split(batch)]
+        dev = next(self.net.parameters()).device
+        out = [self.net.features(_resize(c.to(dev), self.resolution)).cpu() for c in images.split(batch)]
         return torch.cat(out).double()
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "checksum": self.checksum, "test_accuracy": self.test_accuracy}
 
 
-class InceptionFeatures:
-    """The FID InceptionV3 (pool3, 2048-d) from a local TorchScript file; see INCEPTION_HELP."""
+def _check_images(images: Tensor) -> Tensor:
+    images = torch.as_tensor(images)
+    if images.ndim != 4:
+        raise NoisecraftError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    return images.to(torch.float32)
 
-    def __init__(self, path: str | Path):
-        path = Path(path)
-        if not path.is_file():
-            raise NoisecraftError(f"Inception weights {str(path)!r} not found. {INCEPTION_HELP}")
-        try:
-            self.net = torch.jit.load(str(path), map_location="cpu").eval()
-        except Exception as e:  # not a TorchScript archive
-            raise NoisecraftError(f"could not load {str(path)!r} as TorchScript ({e}). {INCEPTION_HELP}") from None
-        self.checksum = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        self.name = "inception-v3-fid-2015-12-05"
 
-    @torch.no_grad()
-    def __call__(self, images: Tensor, batch: int = 64) -> Tensor:
-        images = torch.as_tensor(images, dtype=torch.float32)
+class ChannelFeatures:
+    """Colour-aware features from a grey network: base(R), base(G), base(B) side by side (N, 3·d).
+
+    Grey images are repeated into three equal channels, so a grey folder and its RGB copy score alike.
+    """
+
+    def __init__(self, base: BuiltinFeatures):
+        self.base = base
+        self.checksum = base.checksum
+        self.name = f"{base.name}-per-channel-rgb"
+
+    def __call__(self, images: Tensor, batch: int = 1024) -> Tensor:
+        images = _check_images(images)
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
-        from noisecraft.data.transforms import to_pixels
-
-        u8 = to_pixels(images)  # the network resizes to 299 itself
-        return torch.cat([self.net(c, return_features=True) for c in u8.split(batch)]).double()
+        return torch.cat([self.base(images[:, c : c + 1], batch) for c in range(images.shape[1])], dim=1)
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "checksum": self.checksum}
 
 
-def get_extractor(name: str, inception_path: str | Path | None = None, cache: str | Path | None = None):
-    """ "digits", "fashion-mnist" (built-in) or "inception" (needs inception_path)."""
-    check_choice("feature extractor", name, (*REFERENCE_DATASETS, "inception"))
+class InceptionFeatures:
+    """The FID InceptionV3 (pool3, 2048-d) from a local TorchScript file; see INCEPTION_HELP."""
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
+        path = Path(path)
+        if not path.is_file():
+            raise NoisecraftError(f"Inception weights {str(path)!r} not found. {INCEPTION_HELP}")
+        try:
+            self.net = torch.jit.load(str(path), map_location=device).eval()
+        except Exception as e:  # not a TorchScript archive
+            raise NoisecraftError(f"could not load {str(path)!r} as TorchScript ({e}). {INCEPTION_HELP}") from None
+        self.checksum = file_sha256(path)[:16]
+        self.device = torch.device(device)
+        self.name = "inception-v3-fid-2015-12-05"
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor, batch: int = 64) -> Tensor:
+        images = _check_images(images)
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        from noisecraft.data.transforms import to_pixels
+
+        u8 = to_pixels(images)  # the network resizes to 299 itself
+        return torch.cat([self.net(c.to(self.device), return_features=True).cpu() for c in u8.split(batch)]).double()
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, "checksum": self.checksum}
+
+
+def get_extractor(
+    name: str, inception_path: str | Path | None = None, device: str | torch.device = "cpu"
+) -> BuiltinFeatures | ChannelFeatures | InceptionFeatures:
+    """ "digits", "fashion-mnist" (built-in, shipped), "rgb" (the Fashion-MNIST network per colour channel:
+    for any folder of images) or "inception" (needs inception_path)."""
+    check_choice("feature extractor", name, EXTRACTORS)
     if name == "inception":
         if inception_path is None:
             raise NoisecraftError(f"--inception PATH is required for the inception extractor. {INCEPTION_HELP}")
-        return InceptionFeatures(inception_path)
-    return BuiltinFeatures(name, cache=cache)
+        return InceptionFeatures(inception_path, device)
+    if name == "rgb":
+        return ChannelFeatures(BuiltinFeatures("fashion-mnist", device))
+    return BuiltinFeatures(name, device)

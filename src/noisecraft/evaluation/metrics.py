@@ -16,6 +16,7 @@ the protocol that produced them (see ``evaluation.protocol``).
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,35 @@ def frechet_distance_from_stats(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Te
 def frechet_distance(feats1: Tensor | np.ndarray, feats2: Tensor | np.ndarray) -> float:
     """FD between two feature sets (N₁, d) and (N₂, d); 0 for a set with itself."""
     return frechet_distance_from_stats(*gaussian_stats(feats1), *gaussian_stats(feats2))
+
+
+def frechet_distance_ci(
+    real: Tensor | np.ndarray, fake: Tensor | np.ndarray, level: float = 0.95, boots: int = 200, seed: int = 0
+) -> tuple[float, float]:
+    """Bootstrap interval of the FD over the generated samples: (low, high) at `level`.
+
+    The generated set is resampled with replacement `boots` times (the reference set stays fixed: it is the
+    same for every model compared against it), and the interval is FD ± z·sd of the resampled FDs (the normal
+    bootstrap interval, Efron & Tibshirani 1993, Sec. 13.2). It measures how much the number moves with the
+    luck of which samples were drawn: two FDs (same sample count, same reference) whose intervals do not
+    overlap are told apart. FD itself is biased upward by O(1/N) (a resampled set's duplicates shift the
+    resampled FDs further up, which is why the percentile interval would not contain FD), so FDs measured with
+    different sample counts are not comparable at all.
+    """
+    r, f = _as64(real, "real"), _as64(fake, "fake")
+    mu_r, cov_r = gaussian_stats(r)
+    root = _sqrt_psd(cov_r)
+    fd = frechet_distance_from_stats(mu_r, cov_r, *gaussian_stats(f))
+    g = torch.Generator().manual_seed(seed)
+    vals = []
+    for _ in range(boots):
+        mu_f, cov_f = gaussian_stats(f[torch.randint(len(f), (len(f),), generator=g)])
+        m = root @ cov_f @ root
+        cross = torch.linalg.eigvalsh(0.5 * (m + m.T)).clamp(min=0).sqrt().sum()
+        vals.append(float((mu_r - mu_f).pow(2).sum() + cov_r.trace() + cov_f.trace() - 2 * cross))
+    z = statistics.NormalDist().inv_cdf((1 + level) / 2)  # 1.96 for 95 %
+    half = z * float(torch.tensor(vals, dtype=torch.float64).std())
+    return max(0.0, fd - half), fd + half
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -146,23 +176,32 @@ def precision_recall(real: Tensor | np.ndarray, fake: Tensor | np.ndarray, k: in
 # ----------------------------------------------------------------------------------------------------------
 @dataclass
 class QualityScores:
-    """FD, KID (mean, std), precision and recall between two feature sets."""
+    """FD (with its 95 % bootstrap interval over the samples), KID (mean, std), precision and recall."""
 
     fd: float
     kid_mean: float
     kid_std: float
     precision: float
     recall: float
+    fd_low: float | None = None  # 95 % bootstrap interval of fd (frechet_distance_ci)
+    fd_high: float | None = None
 
     def to_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
 
 
 def quality_scores(
-    real: Tensor | np.ndarray, fake: Tensor | np.ndarray, k: int = 3, kid_subsets: int = 50, seed: int = 0
+    real: Tensor | np.ndarray,
+    fake: Tensor | np.ndarray,
+    k: int = 3,
+    kid_subsets: int = 50,
+    seed: int = 0,
+    fd_boots: int = 200,
 ) -> QualityScores:
-    """All sample-quality numbers between real (reference) and fake (generated) features."""
+    """All sample-quality numbers between real (reference) and fake (generated) features; `fd_boots` = 0
+    skips the FD interval."""
     fd = frechet_distance(real, fake)
     kid_m, kid_s = kernel_distance(real, fake, subsets=kid_subsets, subset_size=1000, seed=seed)
     p, r = precision_recall(real, fake, k=k)
-    return QualityScores(fd, kid_m, kid_s, p, r)
+    lo, hi = frechet_distance_ci(real, fake, boots=fd_boots, seed=seed) if fd_boots else (None, None)
+    return QualityScores(fd, kid_m, kid_s, p, r, lo, hi)

@@ -59,21 +59,16 @@ def _save(fig, path: str | Path, dpi: int = 110) -> Path:
 
 def images_to_uint8(images: Tensor) -> np.ndarray:
     """Images (N, C, H, W) in [−1, 1] → uint8 (N, H, W, C)."""
-    from noisecraft.data.transforms import to_pixels
+    from noisecraft.data.io import to_uint8
 
-    return to_pixels(images.cpu()).permute(0, 2, 3, 1).numpy()
+    return to_uint8(images)
 
 
 def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
     """Tile images (N, C, H, W) in [−1, 1] into one uint8 array (H', W', C) with `nrow` images per row."""
-    u8 = images_to_uint8(images)
-    n, h, w, c = u8.shape
-    nrow = nrow or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / nrow)
-    grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, dtype=np.uint8)
-    for k in range(n):
-        r, q = divmod(k, nrow)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = u8[k]
+    from noisecraft.data.io import grid_array
+
+    grid = grid_array(images, nrow, pad)
     if scale > 1:
         grid = grid.repeat(scale, 0).repeat(scale, 1)
     return grid
@@ -327,3 +322,19 @@ def plot_training_curve(
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def save_points(x: Tensor, path: str | Path, title: str = "samples") -> Path:
+    """2-D samples (N, 2) → scatter PNG."""
+    plt = _pyplot()
+    x = x.detach().cpu()
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, alpha=0.5, color="tab:red")
+    ax.set_title(title, fontsize=10)
+    ax.set_aspect("equal", adjustable="datalim")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -23,6 +23,7 @@ from noisecraft.errors import NoisecraftError, check_choice
 REFERENCE_DATASETS = ("digits", "fashion-mnist")
 SPLITS = ("train", "test")
 NATIVE_RESOLUTION = {"digits": 8, "fashion-mnist": 28}
+NATIVE_LEVELS = {"digits": 17, "fashion-mnist": 256}  # grey levels the images are stored with (digits: 0..16)
 FASHION_DIRS = ("/usr/share/datasets/fashion-mnist",)
 
 

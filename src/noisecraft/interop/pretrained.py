@@ -39,28 +39,32 @@ def is_diffusers_folder(path: Path) -> bool:
     return (path / "model_index.json").is_file() or (path / "unet" / "config.json").is_file()
 
 
-def load_pretrained(spec: str, ema: bool = True) -> Pretrained:
-    """Load `spec`: a run folder or checkpoint (EMA weights unless ema=False), a diffusers folder, or hub:ID."""
+def load_pretrained(spec: str, ema: bool = True, device: str | torch.device | None = None) -> Pretrained:
+    """Load `spec`: a run folder or checkpoint (EMA weights unless ema=False), a diffusers folder, or hub:ID,
+    onto `device` (default: CUDA where present, else the CPU)."""
+    from noisecraft.sampling.generate import resolve_device
+
+    device = resolve_device(device)
     if spec.startswith(HUB_PREFIX):
         from noisecraft.interop.hub import download_from_hub
 
         repo_id = spec[len(HUB_PREFIX) :]
         if repo_id.count("/") != 1 or not all(repo_id.split("/")):
             raise NoisecraftError(f"{spec!r}: a hub model is named hub:user/name")
-        return _from_diffusers(download_from_hub(repo_id))
+        return _from_diffusers(download_from_hub(repo_id), device)
     path = Path(spec)
     if not path.exists():
         raise NoisecraftError(f"{spec!r} does not exist: give a run folder, a diffusers folder or hub:user/name")
     if is_diffusers_folder(path):
-        return _from_diffusers(path)
+        return _from_diffusers(path, device)
     from noisecraft.training.checkpoint import load_run
     from noisecraft.training.setup import sample_shape
 
-    denoiser, schedule, cfg = load_run(path, ema=ema)
+    denoiser, schedule, cfg = load_run(path, ema=ema, device=device)
     return Pretrained(denoiser, schedule, sample_shape(cfg), cfg.model.num_classes, "run")
 
 
-def _from_diffusers(folder: Path) -> Pretrained:
+def _from_diffusers(folder: Path, device: torch.device) -> Pretrained:
     from noisecraft.interop.diffusers import ClippedDenoiser, load_diffusers
 
     denoiser, schedule = load_diffusers(folder)
@@ -71,4 +75,4 @@ def _from_diffusers(folder: Path) -> Pretrained:
     num_classes = denoiser.net.num_classes
     if denoiser.clip_sample:
         denoiser = ClippedDenoiser(denoiser, denoiser.clip_sample_range).eval()
-    return Pretrained(denoiser.requires_grad_(False), schedule, shape, num_classes, "diffusers")
+    return Pretrained(denoiser.requires_grad_(False).to(device), schedule, shape, num_classes, "diffusers")

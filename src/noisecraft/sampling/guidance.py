@@ -121,10 +121,13 @@ class CFGDenoiser:
         return (sigma > lo) & (sigma <= hi)
 
     def __call__(self, x: Tensor, sigma: Tensor | float, *, class_labels: Tensor, **cond) -> Tensor:
+        s_in = torch.as_tensor(sigma)
+        # whether to guide at all is decided on the σ the sampler passed (a CPU scalar: no device sync per step)
+        skip = self.scale == 1.0 or not bool(self.active(s_in if s_in.device.type == "cpu" else s_in.cpu()).any())
         sigma = batch_sigma(sigma, x)  # (B,)
         y = _labels(class_labels, x)  # (B,)
         on = self.active(sigma)  # (B,)
-        if self.scale == 1.0 or not on.any():  # the guided prediction is the conditional one
+        if skip:  # the guided prediction is the conditional one
             return self.denoiser(x, sigma, class_labels=y, **cond)
         B = x.shape[0]
         both = self.denoiser(

@@ -250,12 +250,13 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return ckpt
 
 
-def load_run(path: str | Path, ema: bool = True, device: str | torch.device = "cpu"):
-    """Load a trained run → (denoiser in eval mode, schedule, TrainConfig).
+def load_run(path: str | Path, ema: bool = True, device: str | torch.device | None = None):
+    """Load a trained run → (denoiser in eval mode on `device`, schedule, TrainConfig).
 
     `path` is a run folder (its latest checkpoint is used) or one checkpoint folder. ``ema=False`` loads the
-    raw training weights instead of the EMA average.
+    raw training weights instead of the EMA average. `device` defaults to CUDA where present, else the CPU.
     """
+    from noisecraft.sampling.generate import resolve_device
     from noisecraft.training.config import TrainConfig
     from noisecraft.training.setup import build_model
 
@@ -263,4 +264,4 @@ def load_run(path: str | Path, ema: bool = True, device: str | torch.device = "c
     cfg = TrainConfig.from_dict(json.loads((ckpt / "config.json").read_text()))
     denoiser, schedule = build_model(cfg)
     denoiser.load_state_dict(load_tensors(ckpt / ("ema.safetensors" if ema else "model.safetensors")))
-    return denoiser.to(device).eval().requires_grad_(False), schedule, cfg
+    return denoiser.to(resolve_device(device)).eval().requires_grad_(False), schedule, cfg

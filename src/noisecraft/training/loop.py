@@ -243,12 +243,16 @@ def _periodic_eval(cfg: TrainConfig, model, schedule, step: int, out: Path, acc)
         with open(out / "eval.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         acc.print(f"step {step}: periodic eval ({cfg.eval_count} samples) FD {res.scores.fd:.3f}")
-    except Exception as e:
+    except (NoisecraftError, OSError, torch.linalg.LinAlgError) as e:
+        # what can go wrong with the data or the disk (NaN samples, a missing reference, a full disk); a bug
+        # (a tensor on the wrong device, a shape error) is not caught: it must surface, not become a warning
         acc.print(f"warning: periodic evaluation at step {step} failed ({type(e).__name__}: {e}); training goes on")
 
 
 def _sample_grid(cfg: TrainConfig, model, schedule, path: Path) -> None:
-    from noisecraft.training.samples import generate, save_grid, save_points
+    from noisecraft.data.io import save_grid
+    from noisecraft.evaluation.plots import save_points
+    from noisecraft.sampling.generate import generate
 
     labels = None
     if cfg.model.num_classes:

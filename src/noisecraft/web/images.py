@@ -37,7 +37,7 @@ def file_url(path: str | Path) -> str:
 
 def image_urls(x: Tensor) -> list[str]:
     """Images (N, C, H, W) in [−1, 1] → one PNG data URL each at the model's own size (the CLI's seed PNGs)."""
-    from noisecraft.training.samples import to_uint8
+    from noisecraft.data.io import to_uint8
 
     return [png_url(a) for a in to_uint8(x.cpu())]
 

@@ -1,5 +1,5 @@
 """The studio's actions: generate, compare, edit and learn, each a thin call of the library functions that the
-CLI calls (training.samples.generate, sampling.guidance.build_guided_denoiser, the editing functions, the
+CLI calls (sampling.generate.generate, sampling.guidance.build_guided_denoiser, the editing functions, the
 guide's plots). Requests are checked here, before they queue; the work runs as a job of the model's queue.
 """
 
@@ -52,7 +52,7 @@ class Studio:
         with self._lock:
             m = self._models.get(key)
         if m is None:
-            m = load_pretrained(run, ema=ema)
+            m = load_pretrained(run, ema=ema, device=self.device)
             m.denoiser = m.denoiser.to(self.device)
             with self._lock:
                 self._models[key] = m
@@ -175,12 +175,13 @@ class Studio:
         return self._submit(s["run"], s["ema"], fn)
 
     def _generate(self, job: Job, s: dict, g: dict, num: int, batch: int) -> dict[str, Any]:
-        from noisecraft.training.samples import generate, sigmas_for
+        from noisecraft.sampling.generate import generate
+        from noisecraft.sampling.steps import step_sigmas
 
         m = self.model(s["run"], s["ema"])
         den, label = self._guided(m, g)
         labels = None if label is None else torch.full((num,), label, dtype=torch.long)
-        n_steps = len(sigmas_for(m.schedule, s["steps"], s["schedule"])) - 1
+        n_steps = len(step_sigmas(m.schedule, s["steps"], s["schedule"])) - 1
         total = n_steps * -(-num // batch)
         frames: list[torch.Tensor] = []
         last = [0.0]
@@ -223,7 +224,7 @@ class Studio:
         return out
 
     def _points(self, x: torch.Tensor, title: str) -> str:
-        from noisecraft.training.samples import save_points
+        from noisecraft.evaluation.plots import save_points
         from noisecraft.web.images import file_url
 
         with self._plot_lock, tempfile.TemporaryDirectory(prefix="noisecraft-ui-") as d:
@@ -251,7 +252,7 @@ class Studio:
             raise NoisecraftError(f"the grid has {len(xv) * len(yv)} cells; at most {MAX_CELLS}")
 
         def fn(job: Job) -> dict[str, Any]:
-            from noisecraft.training.samples import generate
+            from noisecraft.sampling.generate import generate
 
             m = self.model(s["run"], s["ema"])
             if len(m.shape) != 3:
@@ -357,7 +358,7 @@ class Studio:
         from noisecraft.editing import edits, sdedit
         from noisecraft.editing.inpaint import inpaint
         from noisecraft.sampling.noise import per_sample_generators
-        from noisecraft.training.samples import sigmas_for
+        from noisecraft.sampling.steps import step_sigmas
 
         m = self.model(s["run"], s["ema"])
         k = m.num_classes
@@ -367,7 +368,7 @@ class Studio:
                 raise NoisecraftError(f"a {name} class needs a class-conditional model; this one has no classes")
             if v is not None and v >= k:
                 raise NoisecraftError(f"the {name} class must lie in 0..{k - 1}, got {v}")
-        sigmas = sigmas_for(m.schedule, s["steps"], s["schedule"]).to(self.device)
+        sigmas = step_sigmas(m.schedule, s["steps"], s["schedule"])  # a CPU list of floats, whatever the device
         x = x[None].to(self.device)  # (1, C, H, W)
         mode, n, den = o["mode"], o["num"], m.denoiser
         if o["guidance"] != 1.0 and mode in ("img2img", "inpaint"):

@@ -1,0 +1,90 @@
+"""The library's sampling entry point: draw samples from a denoiser, one seed per sample, on its device.
+
+Every sample has its own seed and generator (EDM's per-sample generators), so sample i is the same whatever
+the batch size it was drawn in. The noise is drawn on the CPU from those generators and moved to the model's
+device, so a sample is also the same on every device up to the device's arithmetic.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from noisecraft.core.schedules import Schedule
+from noisecraft.errors import NoisecraftError
+
+if TYPE_CHECKING:
+    from noisecraft.sampling.samplers import Step
+
+
+def model_device(model: object, default: str | torch.device = "cpu") -> torch.device:
+    """The device a denoiser's weights live on, looking through wrappers that hold it as ``.denoiser``
+    (guidance, clipping); `default` for a weightless denoiser (an oracle)."""
+    for _ in range(16):  # wrappers nest a few deep at most
+        if isinstance(model, nn.Module):
+            for t in (*model.parameters(), *model.buffers()):
+                return t.device
+        inner = getattr(model, "denoiser", None)
+        if inner is None or inner is model:
+            break
+        model = inner
+    return torch.device(default)
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` as given, or CUDA where present, else the CPU (the default of every command's --device)."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise NoisecraftError(f"--device {device!r} is not a device name ({e}); use cpu, cuda, cuda:1, mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NoisecraftError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    return dev
+
+
+@torch.no_grad()
+def generate(
+    denoiser,
+    schedule: Schedule,
+    shape: Sequence[int],
+    seeds: Sequence[int],
+    *,
+    sampler: str = "euler",
+    steps: int = 40,
+    spacing: str | None = None,
+    class_labels: Tensor | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    to_cpu: bool = True,
+    callback: Callable[[int, Step], None] | None = None,
+) -> Tensor:
+    """Samples (N, *shape), one per seed; the noise of sample i comes only from seed i.
+
+    Runs on `device` (default: the denoiser's own device). The result comes back on the CPU as float32
+    unless ``to_cpu=False``. `callback(lo, step)` is called after every sampler step of the batch that starts
+    at sample `lo` (progress bars, x̂0 previews, trajectories); raising from it stops sampling.
+    """
+    from noisecraft.sampling.noise import per_sample_generators, randn
+    from noisecraft.sampling.samplers import get_sampler
+    from noisecraft.sampling.steps import step_sigmas
+
+    fn = get_sampler(sampler)
+    if batch_size < 1:
+        raise NoisecraftError(f"batch size must be at least 1, got {batch_size}")
+    device = model_device(denoiser) if device is None else torch.device(device)
+    sigmas = step_sigmas(schedule, steps, spacing)  # (steps+1,) float64 on the CPU: read as Python floats
+    out = []
+    for lo in range(0, len(seeds), batch_size):
+        gens = per_sample_generators(seeds[lo : lo + batch_size])
+        x = float(sigmas[0]) * randn((len(gens), *shape), gens, torch.float32, device)
+        cond = {} if class_labels is None else {"class_labels": class_labels[lo : lo + batch_size].to(device)}
+        cb = None if callback is None else functools.partial(callback, lo)
+        x = fn(denoiser, x, sigmas, cond=cond, generator=gens, callback=cb).float()
+        out.append(x.cpu() if to_cpu else x)
+    return torch.cat(out)
