@@ -85,7 +85,9 @@ class EvalResult:
         if self.noise_floor is not None:
             n = self.noise_floor
             lines.append(
-                f"noise floor ({p.extra.get('floor', 'real train vs ' + p.reference_split)}): FD {n.fd:.4g}   "
+                f"noise floor ({p.extra.get('floor', 'real train vs ' + p.reference_split)}"
+                + (f", only {p.extra['floor_samples']} images: inflated" if "floor_samples" in p.extra else "")
+                + f"): FD {n.fd:.4g}   "
                 f"KID {n.kid_mean:.4g}   "
                 f"precision {n.precision:.3f}   recall {n.recall:.3f}"
             )
