@@ -152,3 +152,42 @@ def test_load_run_and_device_names(tmp_path):
             resolve_device("cuda")
     assert make_schedule("edm")  # the σ list is a CPU float64 list whatever the device: samplers read floats
     assert step_sigmas(make_schedule("edm"), 3).device == torch.device("cpu")
+
+
+def test_periodic_eval_in_training_hides_only_data_errors(tmp_path, monkeypatch, capsys):
+    """A data or disk problem in the periodic evaluation is a warning; a bug (here the error a CPU tensor
+    meeting a CUDA one raises) stops the run instead of hiding as a warning."""
+    from noisecraft.errors import NoisecraftError
+    from noisecraft.evaluation import evaluate
+    from noisecraft.training.config import TrainConfig
+    from noisecraft.training.loop import train
+
+    def cfg(out):
+        return TrainConfig.from_dict(
+            {
+                "data": {"source": "digits", "resolution": 8},
+                "model": {"arch": "mlp", "preset": "tiny", "channels": 1, "resolution": 8, "schedule": "edm"},
+                "trackers": [],
+                "sample_every": 0,
+                "steps": 2,
+                "batch_size": 8,
+                "checkpoint_every": 2,
+                "eval_every": 1,
+                "eval_count": 8,
+                "out_dir": str(out),
+            }
+        )
+
+    def data_error(*a, **k):
+        raise NoisecraftError("features contain NaN")
+
+    monkeypatch.setattr(evaluate, "periodic_eval", data_error)
+    train(cfg(tmp_path / "a"), progress=False)
+    assert "periodic evaluation at step 1 failed" in capsys.readouterr().out
+
+    def bug(*a, **k):
+        raise RuntimeError("Expected all tensors to be on the same device, but found cuda:0 and cpu")
+
+    monkeypatch.setattr(evaluate, "periodic_eval", bug)
+    with pytest.raises(RuntimeError, match="same device"):
+        train(cfg(tmp_path / "b"), progress=False)
