@@ -171,7 +171,7 @@ def default_features(reference: ReferenceSet, channels: int = 1) -> str:
     return "rgb" if max(channels, reference.images.shape[1]) == 3 else "fashion-mnist"
 
 
-_FLOOR_CACHE: dict[tuple[str, str, str, int, int | None], QualityScores] = {}
+_FLOOR_CACHE: dict[tuple, QualityScores] = {}
 
 
 def at_resolution(images: Tensor, resolution: int | None) -> Tensor:
@@ -195,7 +195,8 @@ def noise_floor(
     """Metrics between `num` real images that are not the reference (fixed seeded subset, at `resolution`,
     8-bit like the samples) and the reference features (computed at the same resolution)."""
     ref = as_reference(reference, split)
-    key = (ref.name, ref.split, getattr(extractor, "checksum", "?"), num, resolution)
+    which = None if ref.others is None else (len(ref.others), float(ref.others.double().sum()))  # a folder's half
+    key = (ref.name, ref.split, getattr(extractor, "checksum", "?"), num, resolution, which)
     if key not in _FLOOR_CACHE:
         others = ref.others
         if others is None:
