@@ -56,6 +56,7 @@ def _train_small(dataset: str, steps: int, out: Path) -> Path:
 
 
 def bench_dataset(dataset: str, run: Path, args) -> dict:
+    from noisecraft.data.io import quantise
     from noisecraft.evaluation.evaluate import at_resolution, noise_floor
     from noisecraft.evaluation.features import BuiltinFeatures
     from noisecraft.evaluation.metrics import quality_scores
@@ -90,7 +91,7 @@ def bench_dataset(dataset: str, run: Path, args) -> dict:
             batch_size=args.batch_size,
         )
         batches = -(-args.num // args.batch_size)
-        s = quality_scores(ref, feats(imgs))
+        s = quality_scores(ref, feats(quantise(imgs)))  # scored as the saved PNGs hold them
         row = {
             "sampler": sampler,
             "steps": steps,

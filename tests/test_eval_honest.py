@@ -122,3 +122,22 @@ def test_eval_a_run_against_a_folder_and_an_mlp_image_run(tmp_path, capsys):
     assert main(["eval", str(run), "--num", "16", "--steps", "3", "--ref", str(tmp_path / "ref")]) == 0
     assert "the folder's other half" in capsys.readouterr().out
     assert main(["eval", str(run), "--ref", str(tmp_path / "ref"), "--dataset", "digits"]) == 2
+
+
+def test_reference_is_resized_like_the_training_images():
+    """A 16-px digits model is scored against 16-px real digits made exactly as its training images were (the
+    trainer's Pillow lanczos upsampling), not a blurrier bilinear copy that favours blurred samples."""
+    from noisecraft.data.config import DataConfig
+    from noisecraft.data.datasets import make_dataset
+    from noisecraft.evaluation.evaluate import at_resolution
+
+    ds = make_dataset(DataConfig(source="digits", resolution=16, channels=1))
+    perm = torch.randperm(1797, generator=torch.Generator().manual_seed(0))  # the reference split's order
+    test_idx = perm[-359:]
+    trained_on = torch.stack([ds[int(i)]["x"] for i in test_idx[:50]])
+    ref = at_resolution(reference_images("digits", "test")[0][:50], 16)
+    assert torch.equal(ref, trained_on)
+    bilinear = torch.nn.functional.interpolate(
+        reference_images("digits", "test")[0][:50], size=(16, 16), mode="bilinear"
+    )
+    assert (quantise(bilinear) - trained_on).abs().max() > 0.1

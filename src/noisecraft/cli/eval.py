@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             with_floor=not args.no_floor,
             source=str(args.run_dir),
             device=device,
+            resize_filter=cfg.data.resize_filter,
         )
         against = "ref-" + Path(args.ref).name if args.ref else args.split
         name = f"eval-{args.sampler}-{args.steps}steps-n{args.num}-{against}.json"

@@ -174,13 +174,27 @@ def default_features(reference: ReferenceSet, channels: int = 1) -> str:
 _FLOOR_CACHE: dict[tuple, QualityScores] = {}
 
 
-def at_resolution(images: Tensor, resolution: int | None) -> Tensor:
-    """Real images brought to the samples' resolution (area-averaged down, bilinear up), so that the metric
-    compares like with like: a 16-px model is measured against 16-px real images, not native 28-px ones."""
+def at_resolution(images: Tensor, resolution: int | None, resize_filter: str = "lanczos") -> Tensor:
+    """Real images (N, C, H, W) in [−1, 1] brought to the samples' resolution exactly as the trainer brings
+    training images there: 8-bit pixels resized with the Pillow filter of the run's data config (lanczos by
+    default). A 16-px model is measured against 16-px real images made the way its training images were made;
+    any other resize (a bilinear one makes upsampled digits blurrier than the training data) biases FD in
+    favour of samples that are blurred the same way (docs/guide/evaluation.md, "FD at 10 vs 200 NFE")."""
     if resolution is None or images.shape[-1] == resolution:
         return images
-    mode = "area" if images.shape[-1] > resolution else "bilinear"
-    return torch.nn.functional.interpolate(images, size=(resolution, resolution), mode=mode)
+    import numpy as np
+    from PIL import Image
+
+    from noisecraft.data.transforms import _FILTERS, from_pixels, to_pixels
+
+    u8 = to_pixels(images.cpu()).numpy()  # (N, C, H, W)
+    out = np.empty((*u8.shape[:2], resolution, resolution), np.uint8)
+    for i, img in enumerate(u8):
+        for c, plane in enumerate(img):
+            out[i, c] = np.asarray(
+                Image.fromarray(plane, "L").resize((resolution, resolution), _FILTERS[resize_filter])
+            )
+    return from_pixels(torch.from_numpy(out))
 
 
 def noise_floor(
@@ -191,18 +205,19 @@ def noise_floor(
     split: str = "test",
     seed: int = 0,
     resolution: int | None = None,
+    resize_filter: str = "lanczos",
 ) -> QualityScores:
     """Metrics between `num` real images that are not the reference (fixed seeded subset, at `resolution`,
     8-bit like the samples) and the reference features (computed at the same resolution)."""
     ref = as_reference(reference, split)
     which = None if ref.others is None else (len(ref.others), float(ref.others.double().sum()))  # a folder's half
-    key = (ref.name, ref.split, getattr(extractor, "checksum", "?"), num, resolution, which)
+    key = (ref.name, ref.split, getattr(extractor, "checksum", "?"), num, resolution, resize_filter, which)
     if key not in _FLOOR_CACHE:
         others = ref.others
         if others is None:
             others, _ = reference_images(ref.name, "test" if ref.split == "train" else "train")
         idx = torch.randperm(len(others), generator=torch.Generator().manual_seed(seed))[:num]
-        feats = extractor(quantise(at_resolution(others[idx], resolution)))
+        feats = extractor(quantise(at_resolution(others[idx], resolution, resize_filter)))
         _FLOOR_CACHE[key] = quality_scores(reference_features, feats, seed=seed, fd_boots=0)
     return _FLOOR_CACHE[key]
 
@@ -216,19 +231,25 @@ def evaluate_images(
     with_floor: bool = True,
     protocol: dict[str, Any] | None = None,
     fd_boots: int = 200,
+    resize_filter: str = "lanczos",
 ) -> EvalResult:
     """Score images (N, C, H, W) in [−1, 1] against a reference: a built-in dataset's `split`, a folder, or a
-    ReferenceSet. The images are first clamped and rounded to 8 bits, as a saved PNG holds them."""
+    ReferenceSet. The images are first clamped and rounded to 8 bits, as a saved PNG holds them; real images of
+    another size are resized with `resize_filter` (the run's data config's: how its training images were made)."""
     if images.ndim != 4 or len(images) < 4:
         raise NoisecraftError(f"need at least 4 images of shape (N, C, H, W), got {tuple(images.shape)}")
     ref_set = as_reference(dataset, split)
     images = quantise(images)
     res = images.shape[-1]
-    ref = extractor(quantise(at_resolution(ref_set.images, res)))
+    ref = extractor(quantise(at_resolution(ref_set.images, res, resize_filter)))
     scores = quality_scores(ref, extractor(images), fd_boots=fd_boots)
-    floor = noise_floor(extractor, ref_set, ref, len(images), split, resolution=res) if with_floor else None
+    floor = None
+    if with_floor:
+        floor = noise_floor(extractor, ref_set, ref, len(images), split, resolution=res, resize_filter=resize_filter)
     proto = dict(protocol or {})
     extra = dict(proto.pop("extra", {}))
+    if res != ref_set.images.shape[-1]:
+        extra["reference_resize"] = f"{ref_set.images.shape[-1]} -> {res} px, Pillow {resize_filter} on 8-bit pixels"
     if floor is not None:
         extra["floor"] = ref_set.floor_label
         if ref_set.others is not None and len(ref_set.others) < len(images):
@@ -267,6 +288,7 @@ def evaluate_denoiser(
     source: str = "",
     device: str | torch.device | None = None,
     fd_boots: int = 200,
+    resize_filter: str = "lanczos",
 ) -> tuple[EvalResult, Tensor]:
     """Draw `num` samples (seeds seed..seed+num−1; class i % num_classes when conditional) on `device` (default:
     the denoiser's own) and score them as 8-bit images. Returns (result, the 8-bit samples on the CPU).
@@ -305,7 +327,14 @@ def evaluate_denoiser(
         "extra": {"class_conditional": bool(num_classes)},
     }
     result = evaluate_images(
-        images, dataset, extractor, split=split, with_floor=with_floor, protocol=proto, fd_boots=fd_boots
+        images,
+        dataset,
+        extractor,
+        split=split,
+        with_floor=with_floor,
+        protocol=proto,
+        fd_boots=fd_boots,
+        resize_filter=resize_filter,
     )
     return result, quantise(images)
 
