@@ -34,15 +34,24 @@ def main() -> None:
     ap.add_argument("--subset", type=int, default=500)
     ap.add_argument("--samplers", default="unipc,euler")
     ap.add_argument("--nfe", default="10,200")
+    ap.add_argument(
+        "--ref-resize",
+        default="lanczos",
+        choices=("lanczos", "bilinear"),
+        help="how real images reach the model's resolution: the trainer's Pillow filter (eval now) or a bilinear "
+        "torch resize (eval before the fix)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     den, sched, cfg = load_run(args.run, device="cpu")
     shape = (cfg.data.channels, cfg.data.resolution, cfg.data.resolution)
     real = reference_images(cfg.data.source, "test")[0]
     nets = {n: get_extractor(n) for n in ("digits", "fashion-mnist")}
-    refs = {n: f(quantise(at_resolution(real, shape[-1]))) for n, f in nets.items()}
+    if args.ref_resize == "bilinear":
+        real = torch.nn.functional.interpolate(real, size=shape[-2:], mode="bilinear")
+    refs = {n: f(quantise(at_resolution(real, shape[-1], cfg.data.resize_filter))) for n, f in nets.items()}
     nfes = [int(v) for v in args.nfe.split(",")]
-    print(f"run {args.run}: {args.num} samples per setting vs {len(real)} {cfg.data.source} test images")
+    print(f"run {args.run}: {args.num} samples per setting vs {len(real)} test images, {args.ref_resize} resize")
     print(f"{'sampler':>8} {'NFE':>4} {'pixels':>6} {'net':>13} | FD (n={args.num}) [95% CI] | FD (n={args.subset})")
     feats: dict[tuple, torch.Tensor] = {}
     for sampler in args.samplers.split(","):
