@@ -21,3 +21,6 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
     echo "note: could not install chromium (needs root or sudo); the studio's browser tests will be skipped"
   fi
 fi
+# k-diffusion for the sampler parity tests only: without its heavy dependencies (torchvision, wandb, ...);
+# tests load its sampling.py alone (tests/test_samplers_kdiffusion.py).
+"$venv/bin/python" -m pip install -q --no-deps "k-diffusion==0.1.1.post1"

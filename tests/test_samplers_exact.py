@@ -75,6 +75,18 @@ def test_dpmpp_3m_compat_weighting_is_only_second_order(gm, ode_problem):
     assert e_full[-1] < 0.5 * e_compat[-1]
 
 
+def test_unipc3_lower_order_final_keeps_the_order_on_a_list_ending_at_sigma_min(gm, ode_problem):
+    """The lists here stop at σ_min > 0. With lower_order_final (the default) UniPC-3's last step is second order,
+    so the global order stays ≥ 3; diffusers' counting (compat=True) makes it first order, whose O(h²) local
+    error caps the global order at 2 (the negative control)."""
+    x, ref = ode_problem
+    ns = (32, 64, 128, 256)
+    slope, errs = observed_order(gm, x, ref, "unipc", {"order": 3}, ns=ns)
+    slope_compat, errs_compat = observed_order(gm, x, ref, "unipc", {"order": 3, "compat": True}, ns=ns)
+    assert slope > 3 and abs(slope_compat - 2) < 0.35, (slope, slope_compat)
+    assert errs[-1] < 0.1 * errs_compat[-1], (errs, errs_compat)
+
+
 def test_deterministic_samplers_converge_to_the_ode_solution(gm, ode_problem):
     x, ref = ode_problem
     scale = float(ref.norm())

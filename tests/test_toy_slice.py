@@ -13,7 +13,7 @@ import torch
 from noisecraft.core.schedules import make_schedule
 from noisecraft.data.toys import EXACT, toy_data
 from noisecraft.evaluation.distances import mmd_rbf, sliced_wasserstein
-from noisecraft.sampling.samplers import sample_ddpm
+from noisecraft.sampling.registry import get_sampler
 from noisecraft.sampling.steps import step_sigmas
 from noisecraft.training.toy import ToyConfig, train_toy
 
@@ -21,7 +21,7 @@ from noisecraft.training.toy import ToyConfig, train_toy
 def _ddpm(denoiser, n=2000, steps=100):
     sig = step_sigmas(make_schedule("linear"), steps, "linspace").float()
     g = torch.Generator().manual_seed(1)
-    return sample_ddpm(denoiser, sig[0] * torch.randn(n, 2, generator=g), sig, generator=g)
+    return get_sampler("ddpm")(denoiser, sig[0] * torch.randn(n, 2, generator=g), sig, generator=g)
 
 
 def test_trained_toy_model_samples_are_close_to_data():

@@ -6,7 +6,7 @@ The public API is flat and imported lazily (so the command line starts instantly
     schedule = nc.make_schedule("cosine")
     model = nc.PreconditionedDenoiser(net, nc.Preconditioner("v", noise_input="t", schedule=schedule))
     loss = nc.DenoisingLoss(schedule, weighting="min_snr")(model, x0).mean()
-    x = nc.sample_ddpm(model, schedule.sigma_max * torch.randn(16, 2), nc.step_sigmas(schedule, 50))
+    x = nc.get_sampler("ddpm")(model, schedule.sigma_max * torch.randn(16, 2), nc.step_sigmas(schedule, 50))
 """
 
 from __future__ import annotations
@@ -56,16 +56,12 @@ _EXPORTS: dict[str, str] = {
     "GaussianData": "noisecraft.core.oracles",
     "EmpiricalDenoiser": "noisecraft.core.oracles",
     # sampling
-    "SAMPLERS": "noisecraft.sampling.samplers",
-    "get_sampler": "noisecraft.sampling.samplers",
-    "sample_ddpm": "noisecraft.sampling.samplers",
-    "sample_euler": "noisecraft.sampling.samplers",
-    "sample_ddim": "noisecraft.sampling.samplers",
-    "sample_heun": "noisecraft.sampling.samplers",
-    "SAMPLER_INFO": "noisecraft.sampling.samplers",
-    "Step": "noisecraft.sampling.samplers",
-    "iterate": "noisecraft.sampling.samplers",
-    "sampler_knobs": "noisecraft.sampling.samplers",
+    "SAMPLERS": "noisecraft.sampling.registry",
+    "get_sampler": "noisecraft.sampling.registry",
+    "SAMPLER_INFO": "noisecraft.sampling.registry",
+    "Step": "noisecraft.sampling.registry",
+    "iterate": "noisecraft.sampling.registry",
+    "sampler_knobs": "noisecraft.sampling.registry",
     "step_sigmas": "noisecraft.sampling.steps",
     "STEP_SCHEDULES": "noisecraft.sampling.steps",
     "fit_schedule": "noisecraft.sampling.steps",

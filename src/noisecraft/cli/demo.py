@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.errors import NoisecraftError
     from noisecraft.evaluation.distances import sliced_wasserstein
     from noisecraft.evaluation.plots import plot_toy_overview
-    from noisecraft.sampling.samplers import sample_ddpm
+    from noisecraft.sampling.registry import get_sampler
     from noisecraft.training.toy import ToyConfig, build_toy_model, train_toy
 
     if args.steps < 1 or args.samples < 2:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     sigmas = step_sigmas(schedule, args.steps, "linspace" if schedule.discrete else None).float()
     g = torch.Generator().manual_seed(args.seed + 1)
-    x = sample_ddpm(model, sigmas[0] * torch.randn(args.samples, 2, generator=g), sigmas, generator=g)
+    x = get_sampler("ddpm")(model, sigmas[0] * torch.randn(args.samples, 2, generator=g), sigmas, generator=g)
     data = toy_data(args.dataset, args.samples, seed=args.seed + 2)
     noise = torch.randn(data.shape, generator=g)
     noised = {s: add_noise(data, s, noise) for s in (0.1, 0.3, 1.0, 3.0)}

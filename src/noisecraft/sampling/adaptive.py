@@ -21,7 +21,7 @@ from torch import Tensor
 from noisecraft.core.process import expand
 from noisecraft.errors import NoisecraftError, check_choice
 from noisecraft.sampling.noise import Generators
-from noisecraft.sampling.samplers import Model, Step, register
+from noisecraft.sampling.registry import Model, Step, register
 
 # Butcher tableaux: (c, a, b (propagated), b_hat (embedded), error order q).
 _TABLEAUX: dict[str, tuple[list[float], list[list[float]], list[float], list[float], int]] = {

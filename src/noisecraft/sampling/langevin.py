@@ -16,7 +16,8 @@ from torch import Tensor
 from noisecraft.core.process import expand
 from noisecraft.errors import NoisecraftError, check_choice
 from noisecraft.sampling.noise import Generators
-from noisecraft.sampling.samplers import Model, Step, ancestral_split, exp_step, noise_like, register
+from noisecraft.sampling.registry import Model, Step, register
+from noisecraft.sampling.samplers import ancestral_split, exp_step, noise_like
 
 
 def score(x: Tensor, x0: Tensor, sigma: float) -> Tensor:

@@ -17,16 +17,25 @@ from torch import Tensor
 
 from noisecraft.errors import NoisecraftError, check_choice
 from noisecraft.sampling.noise import Generators
-from noisecraft.sampling.samplers import Model, Step, exp_step, noise_like, register
+from noisecraft.sampling.registry import Model, Step, register
+from noisecraft.sampling.samplers import exp_step, noise_like
 
 
-def _order_at(i: int, steps: int, order: int, sigma_next: float, lower_order_final: bool) -> int:
-    """Warm-up (order ≤ i+1), first order into σ' = 0, and DPM-Solver++'s lower-order final steps."""
+def _remaining(i: int, sigmas: list[float]) -> int:
+    """Steps left from step i on, counting a list that stops at σ_min > 0 as if its step to 0 were still to come:
+    lowering the order "at the end" is meant for the steps into σ = 0, and a list ending at σ_min must not end
+    with a first-order ODE step (its O(h²) local error would cap the global order at 2)."""
+    return len(sigmas) - 1 - i + (sigmas[-1] > 0)
+
+
+def _order_at(i: int, sigmas: list[float], order: int, lower_order_final: bool, max_steps: int = 15) -> int:
+    """Warm-up (order ≤ i+1), first order into σ' = 0, and DPM-Solver++'s lower-order final steps (for lists of
+    fewer than `max_steps` steps)."""
     o = min(order, i + 1)
-    if sigma_next == 0:
+    if sigmas[i + 1] == 0:
         return 1
-    if lower_order_final and steps < 15:
-        o = min(o, steps - i)
+    if lower_order_final and len(sigmas) - 1 < max_steps:
+        o = min(o, _remaining(i, sigmas))
     return o
 
 
@@ -35,6 +44,7 @@ def _order_at(i: int, steps: int, order: int, sigma_next: float, lower_order_fin
     "DPM-Solver++(2M) (Lu et al. 2022, Alg. 2): multistep exponential integrator on x̂0; order 2, deterministic",
     deterministic=True,
     order=2,
+    multistep=True,
 )
 def dpmpp_2m(
     model: Model, x: Tensor, sigmas: Tensor, generator: Generators, *, lower_order_final: bool = True
@@ -47,7 +57,7 @@ def dpmpp_2m(
         s, s_next = sig[i], sig[i + 1]
         x0 = model(x, s)
         h = math.log(s / s_next) if s_next > 0 else math.inf
-        if old is not None and _order_at(i, n, 2, s_next, lower_order_final) == 2:
+        if old is not None and _order_at(i, sig, 2, lower_order_final) == 2:
             r = h_last / h
             x = exp_step(x, (1 + 0.5 / r) * x0 - (0.5 / r) * old, s, s_next)
         else:
@@ -67,6 +77,7 @@ def _phi(h: float) -> tuple[float, float, float]:
     "DPM-Solver++(3M) (Lu et al. 2022, multistep order 3, lower-order warm-up and final steps); order 3, deterministic",
     deterministic=True,
     order=3,
+    multistep=True,
 )
 def dpmpp_3m(
     model: Model,
@@ -76,7 +87,7 @@ def dpmpp_3m(
     *,
     lower_order_final: bool = True,
     warmup: str = "euler",
-    compat: bool = False,
+    compat: bool | str = False,
 ) -> Iterator[Step]:
     """Third-order multistep: x' = (σ'/σ)x − (e^{−h}−1)D0 + ((e^{−h}−1)/h + 1)D1 − ((e^{−h}−1+h)/h² − ½)D2,
     with D1, D2 the first and second divided differences of the last three x̂0 in λ (scaled by h).
@@ -86,9 +97,16 @@ def dpmpp_3m(
     DPM-Solver++(2S) at the λ-midpoint (one extra network call), which keeps the global order 3.
 
     D2 = (D1_0 − D1_1)/(r0 + r1) estimates h²·x̂0''/2, so the Taylor term of the exact solution,
-    −h²φ3·x̂0'', is −2φ3·D2. diffusers (0.42) and k-diffusion weight it by −φ3 (half), which lowers the global
-    order to 2 (tests/test_samplers_exact.py measures both); compat=True reproduces their weighting."""
+    −h²φ3·x̂0'', is −2φ3·D2 (the default). The peers weight it by −φ3 (half), which lowers the global order to 2
+    (tests/test_samplers_exact.py measures it). `compat` reproduces a peer exactly:
+    - True or "diffusers": diffusers 0.42's DPMSolverMultistepScheduler(solver_order=3): −φ3·D2; the second step
+      (two estimates) is DPM-Solver++(2M)'s −(e^{−h}−1)/2·D1; lower-order final steps as `lower_order_final`;
+    - "k-diffusion": k-diffusion's sample_dpmpp_3m_sde at eta=0: −φ3·D2; the second step uses φ2·D1 (with
+      φ2 = (e^{−h}−1)/h + 1, not (1−e^{−h})/2); it never lowers the order at the end (`lower_order_final` is
+      ignored), only the step into σ = 0 is the plain denoised estimate."""
     check_choice("warmup", warmup, ("euler", "midpoint"))
+    mode = ("diffusers" if compat else "taylor") if isinstance(compat, bool) else compat
+    check_choice("compat", mode, ("taylor", "diffusers", "k-diffusion"))
     sig = sigmas.tolist()
     n = len(sig) - 1
     hist: list[Tensor] = []  # past x̂0, most recent first
@@ -96,7 +114,10 @@ def dpmpp_3m(
         s, s_next = sig[i], sig[i + 1]
         x0 = model(x, s)
         hist = [x0, *hist][:3]
-        o = _order_at(i, n, 3, s_next, lower_order_final)
+        if mode == "k-diffusion":
+            o = 1 if s_next == 0 else min(3, i + 1)
+        else:
+            o = _order_at(i, sig, 3, lower_order_final)
         if i == 0 and warmup == "midpoint" and s_next > 0:
             s_mid = math.sqrt(s * s_next)  # the midpoint in λ = −log σ
             x = exp_step(x, model(exp_step(x, x0, s, s_mid), s_mid), s, s_next)
@@ -108,13 +129,14 @@ def dpmpp_3m(
             e, phi2, phi3 = _phi(h)
             d1_0 = (hist[0] - hist[1]) / r0
             if o == 2:
-                x = (s_next / s) * x - e * (x0 + 0.5 * d1_0)
+                w = phi2 if mode == "k-diffusion" else -0.5 * e
+                x = (s_next / s) * x - e * x0 + w * d1_0
             else:
                 r1 = math.log(sig[i - 2] / sig[i - 1]) / h
                 d1_1 = (hist[1] - hist[2]) / r1
                 d2 = (d1_0 - d1_1) / (r0 + r1)
                 d1 = d1_0 + r0 * d2
-                x = (s_next / s) * x - e * x0 + phi2 * d1 - (1.0 if compat else 2.0) * phi3 * d2
+                x = (s_next / s) * x - e * x0 + phi2 * d1 - (2.0 if mode == "taylor" else 1.0) * phi3 * d2
         yield model.step(i, s, s_next, x, x0)
 
 
@@ -123,6 +145,7 @@ def dpmpp_3m(
     "SDE-DPM-Solver++(2M) (Lu et al. 2022, App.; k-diffusion's midpoint form), eta-scaled noise; order 2 in "
     "the drift, stochastic",
     deterministic=False,
+    multistep=True,
 )
 def dpmpp_2m_sde(
     model: Model,
@@ -148,7 +171,7 @@ def dpmpp_2m_sde(
             eta_h = eta * h
             w = -math.expm1(-h - eta_h)
             x = (s_next / s) * math.exp(-eta_h) * x + w * x0
-            if old is not None and _order_at(i, n, 2, s_next, lower_order_final) == 2:
+            if old is not None and _order_at(i, sig, 2, lower_order_final) == 2:
                 x = x + 0.5 * w * (h / h_last) * (x0 - old)
             if eta > 0:
                 x = x + s_next * math.sqrt(-math.expm1(-2 * eta_h)) * s_noise * noise_like(x, generator)
@@ -210,6 +233,7 @@ def _solve(a: list[list[float]], b: list[float]) -> list[float]:
     "2 or 3 (+1 from the corrector), deterministic",
     deterministic=True,
     order=3,
+    multistep=True,
 )
 def unipc(
     model: Model,
@@ -221,9 +245,15 @@ def unipc(
     variant: str = "bh2",
     corrector: bool = True,
     lower_order_final: bool = True,
+    compat: bool = False,
 ) -> Iterator[Step]:
     """At each step the new x̂0 first corrects the previous step (UniC, free: no extra network call), then the
-    predictor UniP of order min(order, warm-up) moves to σ'."""
+    predictor UniP of order min(order, warm-up) moves to σ'.
+
+    lower_order_final lowers the order of the last steps as if the list went on to σ = 0, so a list that stops
+    at σ_min > 0 ends with a second-order step, not a first-order one (which would cap the global order at 2).
+    compat=True counts like diffusers 0.42 (UniPCMultistepScheduler, final_sigmas_type="sigma_min"), whose
+    last step to σ_min is first order."""
     check_choice("variant", variant, ("bh1", "bh2"))
     if order not in (1, 2, 3):
         raise NoisecraftError(f"unipc order must be 1, 2 or 3, got {order!r}")
@@ -237,7 +267,7 @@ def unipc(
         if corrector and hist:
             x = _unipc_update(x_last, hist[0][1], hist[0][0], s, hist[1:], order_last, variant, model_t=m)
         hist = [(s, m), *hist][:order]
-        o = min(order, n - i) if lower_order_final else order
+        o = min(order, n - i if compat else _remaining(i, sig)) if lower_order_final else order
         o = 1 if s_next == 0 else min(o, i + 1)
         x_last, order_last = x, o
         x = _unipc_update(x, m, s, s_next, hist[1:], o, variant)

@@ -1,166 +1,38 @@
-"""Stateless samplers with one signature, their registry, and a step-by-step iterator.
+"""Shared pieces of the samplers, written once, and the one-step samplers (Euler, Heun, DDIM, ancestral, DDPM).
 
-    sampler(denoiser, x, sigmas, *, cond=None, generator=None, callback=None, **knobs) -> x
-
-`x` is the starting state at sigmas[0] (x = σ_max·ε for generation), `sigmas` a strictly descending σ list
-(usually ending at 0), `cond` keyword arguments passed to the denoiser, `generator` one torch.Generator or a
-list with one per sample (sample i then never depends on the batch size). `callback` receives a ``Step``
-record after every step; ``iterate(name, ...)`` yields the same records (progress bars, trajectories, GIFs).
-Multistep history lives in local variables; there is no hidden state between calls.
-
-Every algorithm is written once as a *stepper*: a generator ``stepper(model, x, sigmas, generator, **knobs)``
-yielding ``Step`` records, where ``model(x, σ)`` is the denoiser with `cond` bound that counts network calls.
-The shared pieces live here and are reused by all samplers: ``ancestral_split`` (η-split of a step into a
-deterministic part and fresh noise), ``churn`` (Karras et al. 2022 Alg. 2 lines 4–6), ``exp_step`` (the
-first-order exponential-integrator / DDIM step) and ``heun_correct`` (the trapezoidal correction).
-The registry also holds the multistep, adaptive and Langevin samplers of the sibling modules.
+``ancestral_split`` (η-split of a step into a deterministic part and fresh noise), ``churn`` (Karras et al. 2022
+Alg. 2 lines 4–6), ``exp_step`` (the first-order exponential-integrator / DDIM step) and ``heun_correct`` (the
+trapezoidal correction) are reused by all sampler families. The registry (``get_sampler``, ``iterate``, ``Step``)
+lives in ``sampling/registry.py`` and is re-exported here; ``x`` is the starting state at sigmas[0]
+(x = σ_max·ε for generation), `sigmas` a strictly descending σ list (usually ending at 0), `generator` one
+torch.Generator or a list with one per sample (sample i then never depends on the batch size). Multistep
+history lives in local variables; there is no hidden state between calls.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 
-from noisecraft.core.denoiser import Denoiser
-from noisecraft.core.schedules import check_sigmas
-from noisecraft.errors import NoisecraftError, check_choice
+from noisecraft.errors import check_choice
 from noisecraft.sampling.noise import Generators, randn
-
-
-@dataclass(frozen=True)
-class Step:
-    """One sampler step: index i, σ_i → σ_{i+1}, the state after the step, the denoised estimate used, and
-    the number of network calls so far (``nfe``)."""
-
-    i: int
-    sigma: float
-    sigma_next: float
-    x: Tensor
-    x0_hat: Tensor
-    nfe: int = 0
-
-
-@dataclass(frozen=True)
-class SamplerSpec:
-    """What the registry knows about a sampler: its one-line description and its properties."""
-
-    name: str
-    info: str  # paper; order; deterministic or stochastic
-    deterministic: bool
-    order: int  # convergence order of the deterministic ODE solvers (0: not an ODE solver)
-    final_zero: bool  # the σ list must end at 0
-    stepper: Callable[..., Iterator[Step]]
-
-
-Callback = Callable[[Step], None] | None
-Sampler = Callable[..., Tensor]
-SAMPLERS: dict[str, Sampler] = {}
-SAMPLER_INFO: dict[str, str] = {}
-SAMPLER_SPECS: dict[str, SamplerSpec] = {}
-
-
-class Model:
-    """The denoiser as a sampler sees it: D(x, σ) with `cond` bound; counts network calls in ``nfe``.
-
-    ``model(x, σ, rows=idx)`` evaluates a subset of the batch (B = `batch`): per-sample conditioning (tensors
-    whose first dimension is B) is sliced to the same rows.
-    """
-
-    def __init__(self, denoiser: Denoiser, cond: dict | None = None, batch: int | None = None):
-        self.denoiser, self.cond, self.batch, self.nfe = denoiser, cond or {}, batch, 0
-
-    def __call__(self, x: Tensor, sigma: float | Tensor, rows: Tensor | None = None) -> Tensor:
-        self.nfe += 1
-        if not torch.is_tensor(sigma):
-            sigma = torch.tensor(sigma, dtype=torch.float64)
-        cond = self.cond
-        if rows is not None:
-            cond = {k: v[rows] if _per_sample(v, self.batch) else v for k, v in cond.items()}
-        return self.denoiser(x, sigma, **cond)
-
-    def step(self, i: int, sigma: float, sigma_next: float, x: Tensor, x0: Tensor) -> Step:
-        return Step(i, float(sigma), float(sigma_next), x, x0, self.nfe)
-
-
-def _per_sample(v: object, batch: int | None) -> bool:
-    return torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == batch
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Registry and the two ways to run a sampler (all at once, or step by step).
-def register(
-    name: str, info: str, *, deterministic: bool, order: int = 0, final_zero: bool = False
-) -> Callable[[Callable[..., Iterator[Step]]], Sampler]:
-    """Register a stepper under `name` with a one-line description; returns the plain sampler function."""
-
-    def wrap(stepper: Callable[..., Iterator[Step]]) -> Sampler:
-        def sampler(
-            denoiser: Denoiser,
-            x: Tensor,
-            sigmas: Tensor,
-            *,
-            cond: dict | None = None,
-            generator: Generators = None,
-            callback: Callback = None,
-            **knobs,
-        ) -> Tensor:
-            for step in iterate(name, denoiser, x, sigmas, cond=cond, generator=generator, **knobs):
-                if callback is not None:
-                    callback(step)
-                x = step.x
-            return x
-
-        sampler.__name__ = sampler.__qualname__ = f"sample_{name}"
-        sampler.__doc__ = f"{info}.\n\n{inspect.getdoc(stepper) or ''}"
-        SAMPLERS[name] = sampler
-        SAMPLER_INFO[name] = info
-        SAMPLER_SPECS[name] = SamplerSpec(name, info, deterministic, order, final_zero, stepper)
-        return sampler
-
-    return wrap
-
-
-def get_sampler(name: str) -> Sampler:
-    """The sampler function registered under `name` (NoisecraftError listing the valid names otherwise)."""
-    return SAMPLERS[check_choice("sampler", name, SAMPLERS)]
-
-
-def sampler_knobs(name: str) -> dict[str, object]:
-    """The knobs of a sampler and their defaults, e.g. {"eta": 0.0} for ddim."""
-    spec = SAMPLER_SPECS[check_choice("sampler", name, SAMPLERS)]
-    params = inspect.signature(spec.stepper).parameters.values()
-    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
-
-
-@torch.no_grad()
-def iterate(
-    name: str,
-    denoiser: Denoiser,
-    x: Tensor,
-    sigmas: Tensor,
-    *,
-    cond: dict | None = None,
-    generator: Generators = None,
-    **knobs,
-) -> Iterator[Step]:
-    """Run sampler `name` step by step, yielding a ``Step`` after each step; the last record's x is the sample."""
-    spec = SAMPLER_SPECS[check_choice("sampler", name, SAMPLERS)]
-    sigmas = check_sigmas(torch.as_tensor(sigmas, dtype=torch.float64).cpu(), final_zero=spec.final_zero)
-    if not torch.is_tensor(x) or x.ndim < 1:
-        raise NoisecraftError("x must be a batched tensor (B, ...)")
-    if isinstance(generator, list | tuple) and len(generator) != x.shape[0]:
-        raise NoisecraftError(f"got {len(generator)} generators for a batch of {x.shape[0]}; pass one per sample")
-    valid = sampler_knobs(name)
-    bad = sorted(set(knobs) - set(valid))
-    if bad:
-        choices = ", ".join(f"{k}={v!r}" for k, v in valid.items()) or "none"
-        raise NoisecraftError(f"unknown knob(s) {', '.join(bad)} for sampler {name!r}; its knobs: {choices}")
-    yield from spec.stepper(Model(denoiser, cond, x.shape[0]), x, sigmas, generator, **knobs)
+from noisecraft.sampling.registry import (  # noqa: F401  (re-exported: the registry's public names)
+    SAMPLER_INFO,
+    SAMPLER_SPECS,
+    SAMPLERS,
+    Callback,
+    Model,
+    Sampler,
+    SamplerSpec,
+    Step,
+    get_sampler,
+    iterate,
+    register,
+    sampler_knobs,
+)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -347,13 +219,3 @@ def ddpm(model: Model, x: Tensor, sigmas: Tensor, generator: Generators, *, vari
                 std = math.sqrt((s**2 - s_next**2) / (1 + s**2) * (1 + s_next**2))
             x = x + std * noise_like(x, generator)
         yield model.step(i, s, s_next, x, x0)
-
-
-# Backwards-compatible names for the two samplers of the foundation commit.
-sample_euler = SAMPLERS["euler"]
-sample_ddpm = SAMPLERS["ddpm"]
-sample_ddim = SAMPLERS["ddim"]
-sample_heun = SAMPLERS["heun"]
-
-# The other families register themselves on import; importing them here keeps the registry in one place.
-from noisecraft.sampling import adaptive, langevin, multistep  # noqa: E402, F401
