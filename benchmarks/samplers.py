@@ -1,20 +1,25 @@
-"""Samplers benchmark: noisecraft against diffusers on exact-denoiser Gaussian mixtures, in one run.
+"""Samplers benchmark: noisecraft against diffusers on exact-denoiser Gaussian mixtures, on held-out start noise.
 
-    python benchmarks/samplers.py                  # full table + plot into benchmarks/results/
-    python benchmarks/samplers.py --quick          # NFE 10 only, 2-D only
+    python benchmarks/samplers.py                  # all problems, NFE 5/10/20, into benchmarks/results/samplers.md
+    python benchmarks/samplers.py --quick          # the 16-D DDPM-linear problem only, 512 paths
 
-For a 2-D and a 64-D Gaussian mixture (exact denoiser, DDPM "linear" β schedule, σ_max ≈ 157), every sampler
-starts from the same noise ε and is scored by
-- ``err``: RMS distance (per coordinate) to the exact probability-flow ODE solution from its own start state
-  (adaptive Dormand–Prince at rtol = atol = 1e-9, then a denoising step at σ = 1e-4) — deterministic samplers;
-- ``SW``: sliced Wasserstein distance to exact samples of the mixture (the null row gives its noise floor).
-noisecraft runs every sampler × step schedule (trailing, karras, logsnr, quadratic and "optimised": fitted on a
-separate calibration batch by ``fit_schedule``, DP on the DDIM local error, then for the multistep samplers
-refined for that sampler, N ≤ 20); diffusers runs DDIM, Euler, Heun, DPMSolverMultistep (2M, 3M), UniPC and DEIS
-with their default and their Karras spacing. NFE budgets 5, 10, 20, 50 (Heun: the largest 2N−1 ≤ budget).
+Problems: Gaussian mixtures in 2 to 64 dimensions with exact denoisers (core/oracles.py), under the DDPM linear
+(σ_max ≈ 157), cosine (σ_max ≈ 4096) and scaled-linear (σ_max ≈ 14.6) schedules of 1000 steps and under EDM
+(σ ∈ [0.002, 80]). Every configuration starts from the same held-out noise ε (--paths, default 1024; seed 1) and
+is scored against the exact probability-flow ODE solution from its own start state (adaptive Dormand–Prince at
+rtol = atol = 1e-8 down to σ = 1e-4, then the exact denoiser):
+- ``rms``: RMS error over all paths and coordinates;  ``med``: the median over paths of each path's RMS error;
+- ``switch``: the share of paths that end nearer another mixture component than the reference does (argmax of
+  the exact component posterior at σ = 1e-3).
+noisecraft runs euler, heun, dpmpp_2m, dpmpp_3m, unipc (order 2 and 3) with every named spacing and with a
+schedule fitted by ``sampling.fit.fit_steps`` for that sampler on separate calibration + validation noise
+(seed 123, 256 + 256 paths; the held-out paths are never seen by the fit), and the adaptive solver at a few
+tolerances (reported at its mean per-sample NFE, beside the fixed schedules). diffusers 0.42 runs DDIM, Euler,
+Heun, DPM++2M/3M, UniPC-2/3 and DEIS with its default, trailing and Karras spacings (EDM: its EDM Euler and
+EDM DPM++ 2M/3M schedulers). NFE budgets 5, 10, 20 (Heun: the largest 2N−1 ≤ budget).
 
-Targets (issue 3): noisecraft's best at NFE 10 has at most half the error of diffusers' best at NFE 10, and
-the per-step overhead with a zero-cost denoiser is at most half of diffusers' DPMSolverMultistep.
+Targets (issue 12): at NFE 10 and 5, the best noisecraft configuration has ≤ 0.5× the rms of diffusers' best on
+each problem, and the best *named* spacing (no fitting) is no worse than diffusers' best.
 """
 
 from __future__ import annotations
@@ -29,12 +34,13 @@ import torch
 
 from noisecraft.core.oracles import GaussianMixture
 from noisecraft.core.schedules import make_schedule
-from noisecraft.evaluation.distances import sliced_wasserstein
-from noisecraft.sampling.samplers import get_sampler
-from noisecraft.sampling.steps import fit_schedule, step_sigmas
+from noisecraft.errors import NoisecraftError
+from noisecraft.sampling.fit import fit_steps
+from noisecraft.sampling.registry import get_sampler
+from noisecraft.sampling.steps import step_sigmas
 
-NFES = (5, 10, 20, 50)
-SCHEDULES = ("trailing", "karras", "logsnr", "quadratic", "optimised")
+NFES = (5, 10, 20)
+NAMED = ("default", "trailing", "karras", "logsnr", "quadratic", "powerlog")
 OURS = {  # name: (sampler, knobs, network calls per step)
     "euler": ("euler", {}, 1),
     "heun": ("heun", {}, 2),
@@ -42,25 +48,36 @@ OURS = {  # name: (sampler, knobs, network calls per step)
     "dpmpp_3m": ("dpmpp_3m", {}, 1),
     "unipc": ("unipc", {}, 1),
     "unipc3": ("unipc", {"order": 3}, 1),
-    "ddpm": ("ddpm", {}, 1),
-    "euler_a": ("euler_ancestral", {}, 1),
-    "dpmpp_2m_sde": ("dpmpp_2m_sde", {}, 1),
-    "pc": ("pc", {}, 2),
 }
-STOCHASTIC = {"ddpm", "euler_a", "dpmpp_2m_sde", "pc"}
-REFINED = ("dpmpp_2m", "dpmpp_3m", "unipc", "unipc3")  # "optimised" = DP + refinement for these, DP alone otherwise
-THEIRS = {  # name: (class, kwargs, σ-space state?)
-    "DDIM": ("DDIMScheduler", {"clip_sample": False}, False),
-    "Euler": ("EulerDiscreteScheduler", {}, True),
-    "Heun": ("HeunDiscreteScheduler", {}, True),
-    "DPM++2M": ("DPMSolverMultistepScheduler", {"solver_order": 2}, False),
-    "DPM++3M": ("DPMSolverMultistepScheduler", {"solver_order": 3}, False),
-    "UniPC": ("UniPCMultistepScheduler", {}, False),
-    "DEIS": ("DEISMultistepScheduler", {}, False),
+PROBLEMS = {  # name: (dimension, mixture seed, schedule)
+    "2-D ring, DDPM linear": (2, 0, "linear"),
+    "16-D, DDPM linear": (16, 3, "linear"),
+    "64-D, DDPM linear": (64, 0, "linear"),
+    "16-D, DDPM cosine": (16, 1, "cosine"),
+    "8-D, scaled linear": (8, 4, "scaled_linear"),
+    "16-D, EDM": (16, 2, "edm"),
 }
+BETAS = {"linear": "linear", "scaled_linear": "scaled_linear", "cosine": "squaredcos_cap_v2"}
+VP_THEIRS = {  # name: (class, kwargs)
+    "DDIM": ("DDIMScheduler", {"clip_sample": False}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "DPM++2M": ("DPMSolverMultistepScheduler", {"solver_order": 2}),
+    "DPM++3M": ("DPMSolverMultistepScheduler", {"solver_order": 3}),
+    "UniPC": ("UniPCMultistepScheduler", {"solver_order": 2}),
+    "UniPC3": ("UniPCMultistepScheduler", {"solver_order": 3}),
+    "DEIS": ("DEISMultistepScheduler", {}),
+}
+SIGMA_SPACE = ("EulerDiscreteScheduler", "HeunDiscreteScheduler")
+EDM_THEIRS = {
+    "EDM Euler": ("EDMEulerScheduler", {}),
+    "EDM DPM++2M": ("EDMDPMSolverMultistepScheduler", {"solver_order": 2}),
+    "EDM DPM++3M": ("EDMDPMSolverMultistepScheduler", {"solver_order": 3}),
+}
+ADAPTIVE_TOLS = {"dpm12": (0.3, 0.1, 0.03, 0.01, 0.003), "bs32": (0.1, 0.03, 0.01, 0.003)}
 
 
-def mixture(dim: int, seed: int = 0) -> GaussianMixture:
+def mixture(dim: int, seed: int) -> GaussianMixture:
     g = torch.Generator().manual_seed(seed)
     if dim == 2:  # 8 modes on a ring, unequal widths
         ang = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
@@ -71,59 +88,91 @@ def mixture(dim: int, seed: int = 0) -> GaussianMixture:
 
 
 class Reference:
-    """Exact PF-ODE solutions, cached by start level and start scaling."""
+    """Exact PF-ODE solutions from the state scale·ε at level s0 (scale = s0 unless given: a VP scheduler's
+    start ε is the VE state √(1+s0²)·ε), cached by (s0, scale)."""
 
     def __init__(self, gm: GaussianMixture, eps: torch.Tensor):
         self.gm, self.eps, self.cache = gm, eps, {}
 
-    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
-        key = (round(sigma, 9), round(float((x / self.eps).mean()), 9))
+    def __call__(self, s0: float, scale: float | None = None) -> torch.Tensor:
+        scale = s0 if scale is None else scale
+        key = (round(s0, 9), round(scale, 9))
         if key not in self.cache:
-            ends = torch.tensor([sigma, 1e-4], dtype=torch.float64)
-            out = get_sampler("adaptive")(self.gm, x, ends, rtol=1e-9, atol=1e-9, method="dopri5")
+            ends = torch.tensor([s0, 1e-4], dtype=torch.float64)
+            out = get_sampler("adaptive")(self.gm, scale * self.eps, ends, rtol=1e-8, atol=1e-8, method="dopri5")
             self.cache[key] = self.gm(out, torch.tensor(1e-4))
         return self.cache[key]
 
 
-def rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).pow(2).mean().sqrt())
+def score(gm: GaussianMixture, out: torch.Tensor, ref: torch.Tensor) -> dict:
+    per_path = (out - ref).pow(2).mean(1).sqrt()
+    mode = lambda v: gm.class_posterior(v, torch.tensor(1e-3)).argmax(1)  # noqa: E731
+    return {
+        "rms": float((out - ref).pow(2).mean().sqrt()),
+        "med": float(per_path.median()),
+        "switch": float((mode(out) != mode(ref)).double().mean()),
+    }
 
 
 def steps_for(nfe: int, per_step: int) -> int:
     return max(1, (nfe + 1) // 2) if per_step == 2 else nfe
 
 
-def run_ours(gm, schedule, eps, ref, exact, fitted, nfes, rows, dim):
+def run_ours(gm, schedule, eps, ref, fitted, rows, problem) -> None:
     for name, (sampler, knobs, per) in OURS.items():
-        for spacing in SCHEDULES:
-            for nfe in nfes:
-                n = steps_for(nfe, per)
-                sig = fitted.get(name, fitted[None])[n] if spacing == "optimised" else step_sigmas(schedule, n, spacing)
-                x = float(sig[0]) * eps
-                gens = torch.Generator().manual_seed(11)
-                out = get_sampler(sampler)(gm, x, sig, generator=gens, **knobs)
-                used = n * per - (1 if sampler in ("heun",) else 0)
-                err = math.nan if name in STOCHASTIC else rms(out, ref(x, float(sig[0])))
-                rows.append(("noisecraft", dim, name, spacing, nfe, used, err, sliced_wasserstein(out, exact)))
+        for nfe in NFES:
+            n = steps_for(nfe, per)
+            lists = {}
+            for spacing in NAMED:
+                try:
+                    lists[spacing] = step_sigmas(schedule, n, spacing)
+                except NoisecraftError:
+                    continue
+            fit = fitted[name]
+            lists[f"fitted ({fit.chosen[n].replace('named:', '→')})"] = fit.sigmas[n]
+            for spacing, sig in lists.items():
+                out = get_sampler(sampler)(gm, float(sig[0]) * eps, sig, **knobs)
+                calls = n * per - (1 if per == 2 else 0)
+                rows.append(("noisecraft", problem, name, spacing, nfe, calls, score(gm, out, ref(float(sig[0])))))
 
 
-def run_diffusers(gm, eps, ref, exact, nfes, rows, dim):
+def run_adaptive(gm, schedule, eps, ref, rows, problem) -> None:
+    sig = torch.tensor([schedule.sigma_max, schedule.sigma_min, 0.0], dtype=torch.float64)
+    for method, tols in ADAPTIVE_TOLS.items():
+        for tol in tols:
+            info: dict = {}
+            out = get_sampler("adaptive")(
+                gm, schedule.sigma_max * eps, sig, rtol=tol, atol=tol, method=method, info=info
+            )
+            mean_nfe = float(info["nfe_per_sample"].double().mean())
+            res = score(gm, out, ref(schedule.sigma_max))
+            res["max_nfe"] = int(info["nfe_per_sample"].max())
+            rows.append(("adaptive", problem, method, f"tol {tol:g}", mean_nfe, mean_nfe, res))
+
+
+def run_diffusers_vp(gm, schedule_name, eps, ref, rows, problem) -> None:
     import diffusers
 
-    base = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
-    for name, (cls, kw, ve_state) in THEIRS.items():
-        for karras in (False, True):
-            if karras and name == "DDIM":
+    base = dict(num_train_timesteps=1000, beta_schedule=BETAS[schedule_name])
+    if schedule_name == "linear":
+        base.update(beta_start=1e-4, beta_end=0.02)
+    if schedule_name == "scaled_linear":
+        base.update(beta_start=0.00085, beta_end=0.012)
+    for name, (cls, kw) in VP_THEIRS.items():
+        for spacing in ("default", "trailing", "karras"):
+            if spacing == "karras" and cls == "DDIMScheduler":
                 continue
-            for nfe in nfes:
-                extra = {"use_karras_sigmas": True} if karras else {}
+            for nfe in NFES:
+                extra = {"use_karras_sigmas": True} if spacing == "karras" else {}
+                if spacing == "trailing":
+                    extra = {"timestep_spacing": "trailing"}
                 sched = getattr(diffusers, cls)(**base, **kw, **extra)
-                n = steps_for(nfe, 2 if name == "Heun" else 1)
+                n = steps_for(nfe, 2 if cls == "HeunDiscreteScheduler" else 1)
                 sched.set_timesteps(n)
                 calls = 0
-                if ve_state:
+                if cls in SIGMA_SPACE:
                     s0 = float(sched.sigmas[0])
-                    x = x_start = s0 * eps
+                    x = s0 * eps
                     for t in sched.timesteps:
                         sched.scale_model_input(x, t)
                         s = sched.sigmas[sched.step_index].double()
@@ -131,147 +180,160 @@ def run_diffusers(gm, eps, ref, exact, nfes, rows, dim):
                         calls += 1
                 else:
                     ab = sched.alphas_cumprod.double()
-                    s0 = float(((1 - ab[int(sched.timesteps[0])]) / ab[int(sched.timesteps[0])]).sqrt())
-                    x = eps.clone()  # VP state; the VE start is √(1+σ²)·ε
-                    x_start = eps * math.sqrt(1 + s0**2)
+                    t0 = int(sched.timesteps[0])
+                    s0 = float(((1 - ab[t0]) / ab[t0]).sqrt())
+                    x = eps.clone()  # VP state; the VE start is √(1+s0²)·ε at level s0
                     for t in sched.timesteps:
                         s = ((1 - ab[int(t)]) / ab[int(t)]).sqrt()
                         xv = x * (1 + s**2).sqrt()
                         x = sched.step((xv - gm(xv, s)) / s, t, x).prev_sample.double()
                         calls += 1
-                err = rms(x, ref(x_start, s0))
-                spacing = "karras" if karras else sched.config.timestep_spacing
-                rows.append(("diffusers", dim, name, spacing, nfe, calls, err, sliced_wasserstein(x, exact)))
+                label = sched.config.timestep_spacing if spacing == "default" else spacing
+                start = s0 if cls in SIGMA_SPACE else math.sqrt(1 + s0**2)  # VE state of x_vp = ε at level s0
+                rows.append(("diffusers", problem, name, label, nfe, calls, score(gm, x, ref(s0, start))))
 
 
-def overhead(steps: int = 500, shape=(1, 4, 64, 64)) -> tuple[float, float, float]:
-    """Seconds per step with a zero-cost denoiser: noisecraft dpmpp_2m / euler, diffusers DPMSolverMultistep."""
+def run_diffusers_edm(gm, eps, ref, rows, problem) -> None:
     import diffusers
 
-    x = torch.randn(shape)
-    zero_cost = lambda x, s, **_: x  # noqa: E731  (D = x: nothing to compute)
-    sig = step_sigmas(make_schedule("linear"), steps, "trailing")
-    best = {}
-    for name in ("dpmpp_2m", "euler"):
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            get_sampler(name)(zero_cost, x, sig)
-            times.append(time.perf_counter() - t0)
-        best[name] = min(times) / steps
-    sched = diffusers.DPMSolverMultistepScheduler(num_train_timesteps=1000, solver_order=2)
-    times = []
-    zeros = torch.zeros(shape)
-    for _ in range(3):
-        sched.set_timesteps(steps)
-        y = x.clone()
-        t0 = time.perf_counter()
-        for t in sched.timesteps:
-            y = sched.step(zeros, t, y).prev_sample
-        times.append(time.perf_counter() - t0)
-    return best["dpmpp_2m"], best["euler"], min(times) / steps
+    for name, (cls, kw) in EDM_THEIRS.items():
+        for nfe in NFES:
+            sched = getattr(diffusers, cls)(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, **kw)
+            sched.set_timesteps(nfe)
+            s0 = float(sched.sigmas[0])
+            x, sd = s0 * eps, sched.config.sigma_data
+            for t in sched.timesteps:
+                s = sched.sigmas[sched.step_index if sched.step_index is not None else 0].double()
+                d = gm(x, s)
+                c_skip, c_out = sd**2 / (s**2 + sd**2), s * sd / (s**2 + sd**2).sqrt()
+                x = sched.step((d - c_skip * x) / c_out, t, x).prev_sample.double()
+            rows.append(("diffusers", problem, name, "karras", nfe, nfe, score(gm, x, ref(s0))))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="NFE 10, 2-D only")
-    ap.add_argument("--out", default="benchmarks/results", help="folder for samplers.md and samplers.png")
-    ap.add_argument("--n", type=int, default=512, help="samples per run")
+    ap.add_argument("--quick", action="store_true", help="the 16-D DDPM-linear problem only, 512 paths")
+    ap.add_argument("--out", default="benchmarks/results", help="folder for samplers.md")
+    ap.add_argument("--paths", type=int, default=1024, help="held-out start noises per problem")
+    ap.add_argument("--calibration", type=int, default=256, help="calibration (and validation) paths of the fit")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    nfes = (10,) if args.quick else NFES
-    dims = (2,) if args.quick else (2, 64)
-    schedule = make_schedule("linear")
+    problems = {"16-D, DDPM linear": PROBLEMS["16-D, DDPM linear"]} if args.quick else PROBLEMS
+    paths = 512 if args.quick else args.paths
     rows: list[tuple] = []
-    nulls = {}
-    for dim in dims:
-        gm = mixture(dim)
-        g = torch.Generator().manual_seed(1)
-        eps = torch.randn(args.n, dim, generator=g, dtype=torch.float64)
-        exact = gm.sample(args.n, g)[0]
-        nulls[dim] = sliced_wasserstein(gm.sample(args.n, g)[0], exact)
-        ref = Reference(gm, eps)
-        steps_needed = sorted({steps_for(n, p) for n in nfes for p in (1, 2)})
+    for problem, (dim, seed, schedule_name) in problems.items():
         t0 = time.perf_counter()
-        fit = dict(shape=(dim,), n=256, grid=128, seed=123, dtype=torch.float64)
-        fitted = {None: fit_schedule(gm, schedule, steps_needed, **fit)}  # DP on the DDIM local error
-        for name in REFINED:  # + refined for the sampler itself (N ≤ 20)
-            sampler, knobs, _ = OURS[name]
-            fitted[name] = fit_schedule(gm, schedule, steps_needed, **fit, sampler=sampler, knobs=knobs)
-        print(f"[{dim}-D] optimised schedules fitted in {time.perf_counter() - t0:.1f}s (calibration seed 123)")
-        run_ours(gm, schedule, eps, ref, exact, fitted, nfes, rows, dim)
-        run_diffusers(gm, eps, ref, exact, nfes, rows, dim)
-    report(rows, nulls, nfes, dims, Path(args.out), overhead())
+        gm, schedule = mixture(dim, seed), make_schedule(schedule_name)
+        eps = torch.randn(paths, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        ref = Reference(gm, eps)
+        fitted = {}
+        for name, (sampler, knobs, per) in OURS.items():
+            steps = sorted({steps_for(n, per) for n in NFES})
+            fitted[name] = fit_steps(
+                gm, schedule, steps, shape=(dim,), sampler=sampler, knobs=knobs, n=args.calibration, seed=123,
+                dtype=torch.float64,
+            )  # fmt: skip
+        t_fit = time.perf_counter() - t0
+        run_ours(gm, schedule, eps, ref, fitted, rows, problem)
+        run_adaptive(gm, schedule, eps, ref, rows, problem)
+        if schedule_name == "edm":
+            run_diffusers_edm(gm, eps, ref, rows, problem)
+        else:
+            run_diffusers_vp(gm, schedule_name, eps, ref, rows, problem)
+        print(f"[{problem}] fits {t_fit:.0f}s, all {time.perf_counter() - t0:.0f}s", flush=True)
+    report(rows, problems, paths, args.calibration, Path(args.out), args.quick)
 
 
-def report(rows, nulls, nfes, dims, out: Path, over) -> None:
+def _best(rows, tool, problem, nfe, named_only=False):
+    cand = [r for r in rows if r[0] == tool and r[1] == problem and r[4] == nfe]
+    if named_only:
+        cand = [r for r in cand if not r[3].startswith("fitted")]
+    return min(cand, key=lambda r: r[6]["rms"])
+
+
+def report(rows, problems, paths, calibration, out: Path, quick: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["# Samplers benchmark (benchmarks/samplers.py)", ""]
-    for dim in dims:
-        lines += [f"## {dim}-D Gaussian mixture — RMS error to the exact ODE solution (SW to exact samples)", ""]
-        lines += [f"null SW (exact vs exact samples): {nulls[dim]:.4f}", ""]
-        lines += ["| tool | sampler | spacing | " + " | ".join(f"NFE {n}" for n in nfes) + " |"]
-        lines += ["|---" * (3 + len(nfes)) + "|"]
-        keys = sorted({(r[0], r[2], r[3]) for r in rows if r[1] == dim}, key=lambda k: (k[0] != "noisecraft", k))
-        for tool, name, spacing in keys:
-            cells = []
-            for n in nfes:
-                (r,) = [r for r in rows if r[1:5] == (dim, name, spacing, n) and r[0] == tool]
-                err = "—" if math.isnan(r[6]) else f"{r[6]:.4f}"
-                cells.append(f"{err} ({r[7]:.3f}) [{r[5]}]")
-            lines.append(f"| {tool} | {name} | {spacing} | " + " | ".join(cells) + " |")
-        lines.append("")
-    lines += ["cells: err (SW) [network calls]", "", "## Targets", ""]
-    for dim in dims:
-        for n in nfes:
-            det = [r for r in rows if r[1] == dim and r[4] == n and not math.isnan(r[6])]
-            ours = min((r for r in det if r[0] == "noisecraft"), key=lambda r: r[6])
-            ours_named = min((r for r in det if r[0] == "noisecraft" and r[3] != "optimised"), key=lambda r: r[6])
-            theirs = min((r for r in det if r[0] == "diffusers"), key=lambda r: r[6])
-            lines.append(
-                f"- {dim}-D, NFE {n}: noisecraft best {ours[2]}/{ours[3]} {ours[6]:.4f}; without optimised schedules "
-                f"{ours_named[2]}/{ours_named[3]} {ours_named[6]:.4f}; diffusers best {theirs[2]}/{theirs[3]} "
-                f"{theirs[6]:.4f}; ratio ours/theirs = {ours[6] / theirs[6]:.3f} (named only: "
-                f"{ours_named[6] / theirs[6]:.3f}; target ≤ 0.5 at NFE 10)"
+    lines = [
+        "# Samplers benchmark (benchmarks/samplers.py" + (" --quick" if quick else "") + ")",
+        "",
+        f"Held-out start noise: {paths} paths per problem (seed 1); fits on {calibration} calibration + "
+        f"{calibration} validation paths (seed 123). Error against the exact PF-ODE solution. Cells: rms / median "
+        "per-path error / share of paths ending in another mode.",
+        "",
+        "## Targets: best configuration at each NFE (ratio = ours / diffusers' best rms)",
+        "",
+        "| problem | NFE | noisecraft best | named spacing best | diffusers best | ratio | named ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    verdict = []
+    for problem in problems:
+        for nfe in NFES:
+            ours, named, theirs = (
+                _best(rows, "noisecraft", problem, nfe),
+                _best(rows, "noisecraft", problem, nfe, named_only=True),
+                _best(rows, "diffusers", problem, nfe),
             )
-    ours_dpm, ours_euler, theirs_dpm = over
+            ratio, nratio = ours[6]["rms"] / theirs[6]["rms"], named[6]["rms"] / theirs[6]["rms"]
+            cell = lambda r: f"{r[2]} / {r[3]}: {r[6]['rms']:.4f} / {r[6]['med']:.4f} / {r[6]['switch']:.1%}"  # noqa: E731
+            lines.append(
+                f"| {problem} | {nfe} | {cell(ours)} | {cell(named)} | {cell(theirs)} "
+                f"| **{ratio:.2f}** | {nratio:.2f} |"
+            )
+            if nfe in (5, 10):
+                verdict.append((problem, nfe, ratio <= 0.5, nratio <= 1.0))
+    held = sum(v[2] for v in verdict)
+    held_named = sum(v[3] for v in verdict)
     lines += [
         "",
-        f"- per-step overhead, zero-cost denoiser, x (1, 4, 64, 64) fp32: noisecraft dpmpp_2m {ours_dpm * 1e6:.1f} µs, "
-        f"euler {ours_euler * 1e6:.1f} µs; diffusers DPMSolverMultistep {theirs_dpm * 1e6:.1f} µs; "
-        f"ratio ours/theirs = {ours_dpm / theirs_dpm:.3f} (target ≤ 0.5)",
+        f"Target ≤ 0.5× at NFE 5 and 10: holds in {held} of {len(verdict)} (problem, NFE) pairs"
+        + ("" if held == len(verdict) else " — misses: " + ", ".join(f"{p} @ {n}" for p, n, ok, _ in verdict if not ok))
+        + ".",
+        f"Named spacing no worse than diffusers' best at NFE 5 and 10: holds in {held_named} of {len(verdict)}"
+        + (
+            ""
+            if held_named == len(verdict)
+            else " — misses: " + ", ".join(f"{p} @ {n}" for p, n, _, ok in verdict if not ok)
+        )
+        + ".",
+        "",
+        "## Adaptive solver at its mean per-sample NFE, beside the best fixed schedule at about that NFE",
+        "",
+        "| problem | method | tolerance | mean NFE (max) | rms / med / switch | best fixed, NFE ≤ mean |",
+        "|---|---|---|---|---|---|",
     ]
+    for problem in problems:
+        for r in [r for r in rows if r[0] == "adaptive" and r[1] == problem]:
+            fixed = [f for f in rows if f[0] == "noisecraft" and f[1] == problem and f[5] <= r[5]]
+            best = min(fixed, key=lambda f: f[6]["rms"]) if fixed else None
+            fx = f"{best[2]} / {best[3]} @ {best[5]}: {best[6]['rms']:.4f}" if best else "—"
+            s = r[6]
+            lines.append(
+                f"| {problem} | {r[2]} | {r[3]} | {r[5]:.1f} ({s['max_nfe']}) | "
+                f"{s['rms']:.4f} / {s['med']:.4f} / {s['switch']:.1%} | {fx} |"
+            )
+    lines += ["", "## Every configuration", ""]
+    for problem in problems:
+        lines += [f"### {problem}", "", "| tool | sampler | spacing | " + " | ".join(f"NFE {n}" for n in NFES) + " |"]
+        lines += ["|---" * (3 + len(NFES)) + "|"]
+        keys = sorted({(r[0], r[2], r[3]) for r in rows if r[1] == problem and r[0] != "adaptive"})
+        keys = sorted({(t, n, s.split(" (")[0]) for t, n, s in keys})
+        for tool, name, spacing in keys:
+            cells = []
+            for n in NFES:
+                match = [r for r in rows if r[0] == tool and r[1] == problem and r[2] == name and r[4] == n]
+                match = [r for r in match if r[3].split(" (")[0] == spacing]
+                if not match:
+                    cells.append("—")
+                    continue
+                r = match[0]
+                tag = r[3][len(spacing) :].strip() if r[3] != spacing else ""
+                cells.append(f"{r[6]['rms']:.4f} / {r[6]['med']:.4f} / {r[6]['switch']:.0%} [{r[5]}]{tag}")
+            lines.append(f"| {tool} | {name} | {spacing} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["cells: rms / median per-path error / share ending in another mode [network calls] (fit's choice)"]
     text = "\n".join(lines)
     (out / "samplers.md").write_text(text + "\n")
     print(text)
-    plot(rows, dims, nfes, out / "samplers.png")
-
-
-def plot(rows, dims, nfes, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(dims), figsize=(6.5 * len(dims), 4.8), squeeze=False)
-    for ax, dim in zip(axes[0], dims):
-        det = [r for r in rows if r[1] == dim and not math.isnan(r[6])]
-        for tool, style in (("noisecraft", "-"), ("diffusers", "--")):
-            # per sampler, its best spacing at each NFE (the table has every spacing)
-            for name in sorted({r[2] for r in det if r[0] == tool}):
-                pts = []
-                for n in nfes:
-                    cand = [r for r in det if r[0] == tool and r[2] == name and r[4] == n]
-                    best = min(cand, key=lambda r: r[6])
-                    pts.append((best[5], best[6]))
-                ax.plot(*zip(*pts), style, marker="o", ms=3, label=f"{tool} {name}")
-        ax.set(xscale="log", yscale="log", xlabel="network calls", ylabel="RMS error to exact ODE solution")
-        ax.set_title(f"{dim}-D Gaussian mixture, exact denoiser (best spacing per point)")
-        ax.grid(alpha=0.3, which="both")
-    axes[0][-1].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

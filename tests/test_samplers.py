@@ -137,7 +137,7 @@ def test_knobs_are_listed():
         (lambda gm, x: get_sampler("ddim")(gm, x, SIGMAS, etta=1.0), "unknown knob.*etta.*eta=0.0"),
         (lambda gm, x: get_sampler("ddpm")(gm, x, SIGMAS, variance="medium"), "variance.*large, small"),
         (lambda gm, x: get_sampler("unipc")(gm, x, SIGMAS, order=5), "order must be"),
-        (lambda gm, x: get_sampler("adaptive")(gm, x, SIGMAS, method="rk4"), "bs32, dopri5"),
+        (lambda gm, x: get_sampler("adaptive")(gm, x, SIGMAS, method="rk4"), "bs32, dopri5, dpm12"),
         (lambda gm, x: get_sampler("pc")(gm, x, SIGMAS, predictor="x"), "ancestral, euler, reverse_diffusion"),
         (lambda gm, x: get_sampler("euler")(gm, x, SIGMAS, generator=per_sample_generators([1])), "generators"),
     ],

@@ -24,10 +24,16 @@ def test_fit_then_sample_with_the_optimised_schedule(tmp_path, capsys):
     run = tmp_path / "run"
     quiet = ["--no-progress", "--set", "trackers=[]", "--set", "sample_every=0"]
     assert main(["train", "--data", "toy:moons", "--steps", "20", "--batch-size", "32", "--out", str(run), *quiet]) == 0
-    argv = ["samplers", "--fit", str(run), "--steps", "3,6", "--calibration", "16", "--grid", "24"]
+    argv = ["samplers", "--fit", str(run), "--steps", "3,6", "--calibration", "16", "--sampler", "unipc"]
     assert main(argv) == 0
-    fitted = json.loads((run / "optimised_steps.json").read_text())["schedules"]
+    saved = json.loads((run / "optimised_steps.json").read_text())
+    fitted = saved["schedules"]
     assert set(fitted) == {"3", "6"} and fitted["6"][-1] == 0
+    assert saved["sampler"] == "unipc" and set(saved["chosen"]) == {"3", "6"}
+    for n, how in saved["chosen"].items():  # what was kept is the least validation error of all candidates
+        scores = saved["validation_rms"][n]
+        assert scores[how] == min(scores.values())
+    assert "steps:" in capsys.readouterr().out
     out = tmp_path / "samples"
     argv = ["sample", str(run), "--sampler", "unipc", "--steps", "6", "--schedule", f"optimised:{run}"]
     assert main([*argv, "--num", "5", "--out", str(out)]) == 0

@@ -31,7 +31,7 @@ def _append_dims(x: torch.Tensor, n: int) -> torch.Tensor:
 def kd() -> types.ModuleType:
     spec = importlib.util.find_spec("k_diffusion")  # locates the package without running its __init__
     assert spec is not None and spec.submodule_search_locations, "k-diffusion missing: run `make setup`"
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = Path(next(iter(spec.submodule_search_locations)))
     saved = {k: sys.modules.get(k) for k in ("k_diffusion", "k_diffusion.utils", "k_diffusion.sampling")}
     pkg = types.ModuleType("k_diffusion")
     pkg.__path__ = [str(folder)]

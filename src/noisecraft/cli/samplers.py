@@ -1,8 +1,8 @@
 """List the samplers and step schedules (one line each), or fit an optimised step schedule to a trained run.
 
 noisecraft samplers                         # samplers: paper, order, deterministic or stochastic; knobs
-noisecraft samplers --fit runs/digits       # writes runs/digits/optimised_steps.json
-noisecraft sample runs/digits --sampler dpmpp_2m --steps 10 --schedule optimised:runs/digits
+noisecraft samplers --fit runs/digits --sampler unipc   # writes runs/digits/optimised_steps.json
+noisecraft sample runs/digits --sampler unipc --steps 10 --schedule optimised:runs/digits
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fit", metavar="RUN", help="fit optimised step schedules to this run and save them in it")
-    parser.add_argument("--steps", default="5,10,20,50", help="with --fit: comma-separated step counts to fit")
-    parser.add_argument("--calibration", type=int, default=64, help="with --fit: calibration batch size")
-    parser.add_argument("--grid", type=int, default=128, help="with --fit: candidate noise levels (≈2 calls each)")
+    parser.add_argument("--steps", default="5,10,20", help="with --fit: comma-separated step counts to fit")
+    parser.add_argument("--sampler", default="unipc", help="with --fit: the sampler to fit the steps for")
+    parser.add_argument(
+        "--calibration", type=int, default=128, help="with --fit: paths in the calibration (and the validation) batch"
+    )
     parser.add_argument("--knobs", action="store_true", help="also list each sampler's knobs and defaults")
 
 
@@ -42,7 +44,8 @@ def _fit(args: argparse.Namespace) -> int:
     import torch
 
     from noisecraft.errors import NoisecraftError
-    from noisecraft.sampling.steps import fit_schedule, save_schedule
+    from noisecraft.sampling.fit import fit_steps
+    from noisecraft.sampling.steps import save_schedule
     from noisecraft.training.checkpoint import load_run
     from noisecraft.training.setup import sample_shape
 
@@ -50,15 +53,21 @@ def _fit(args: argparse.Namespace) -> int:
         steps = [int(s) for s in args.steps.split(",") if s.strip()]
     except ValueError:
         raise NoisecraftError(f"--steps must be comma-separated integers, got {args.steps!r}") from None
+    if args.calibration < 2:
+        raise NoisecraftError(f"--calibration must be at least 2, got {args.calibration}")
     denoiser, schedule, cfg = load_run(args.fit)
     cond = None
     if cfg.model.num_classes > 0:  # calibrate over all classes in turn
         cond = {"class_labels": torch.arange(args.calibration) % cfg.model.num_classes}
-    fitted = fit_schedule(
-        denoiser, schedule, steps, shape=sample_shape(cfg), n=args.calibration, grid=args.grid, cond=cond
+    fit = fit_steps(
+        denoiser, schedule, steps, shape=sample_shape(cfg), sampler=args.sampler, n=args.calibration, cond=cond
     )
-    path = save_schedule(args.fit, fitted, fitted_for=str(args.fit), calibration=args.calibration, grid=args.grid)
-    for n, sig in fitted.items():
-        print(f"{n:>3} steps: " + " ".join(f"{s:.3g}" for s in sig.tolist()))
-    print(f"saved {path}; use it with --schedule optimised:{args.fit}")
+    path = save_schedule(args.fit, fit.sigmas, fitted_for=str(args.fit), calibration=args.calibration, **fit.meta())
+    for n, sig in fit.sigmas.items():
+        how = fit.chosen[n]
+        note = (
+            f"  (fell back to {how[6:]}: the fit was not better on held-out noise)" if how.startswith("named:") else ""
+        )
+        print(f"{n:>3} steps: " + " ".join(f"{s:.3g}" for s in sig.tolist()) + note)
+    print(f"saved {path}; use it with --sampler {args.sampler} --schedule optimised:{args.fit}")
     return 0

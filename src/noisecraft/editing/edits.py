@@ -23,6 +23,7 @@ Every function takes any denoiser D(x, σ, **cond) and any sampler name or funct
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -78,7 +79,8 @@ def invert(
     Args:
         sigmas: the descending σ list of the sampler (ending at 0); inversion walks it from the end.
             A tail of the list (editing.sdedit.strength_sigmas) gives a partial inversion.
-        sampler: a deterministic sampler (registry name or function); "ddpm" only with eta=0.
+        sampler: a deterministic sampler (registry name or function); "ddpm" only with eta=0. A multistep
+            sampler runs as its first-order start step (one step per call; a warning says so).
         iters: fixed-point iterations per step (0 = classic DDIM inversion; each iteration costs one sampler
             step, e.g. 1 NFE for euler). Guaranteed to help for euler/ddim only: with heun it made the round
             trip worse on a Gaussian mixture (tests/test_inversion.py), though it helped on digits.
@@ -86,6 +88,7 @@ def invert(
     """
     sigmas = check_sigmas(sigmas, final_zero=True)
     iters = _check_iters(iters)
+    _warn_if_multistep(sampler)
     step = resolve_sampler(sampler)
     cond = cond or {}
     for i in reversed(range(len(sigmas) - 1)):
@@ -113,8 +116,12 @@ def regenerate(
     callback: Callback = None,
     **knobs,
 ) -> Tensor:
-    """Run `sampler` from z at sigmas[0] down to 0, one step per call (the exact inverse of ``invert``)."""
+    """Run `sampler` from z at sigmas[0] down to 0, one step per call (the exact inverse of ``invert``).
+
+    One step per call means a multistep sampler (dpmpp_2m, dpmpp_3m, dpmpp_2m_sde, unipc) never has history: it
+    runs as its first-order start step (DDIM), and a warning says so."""
     sigmas = check_sigmas(sigmas, final_zero=True)
+    _warn_if_multistep(sampler)
     step = resolve_sampler(sampler)
     for i in range(len(sigmas) - 1):
         z = step(denoiser, z, sigmas[i : i + 2], cond=cond, **knobs)
@@ -123,6 +130,18 @@ def regenerate(
 
             callback(Step(i, float(sigmas[i]), float(sigmas[i + 1]), z, z))
     return z
+
+
+def _warn_if_multistep(sampler: str | Sampler) -> None:
+    from noisecraft.sampling.registry import SAMPLER_SPECS
+
+    spec = SAMPLER_SPECS.get(sampler) if isinstance(sampler, str) else None
+    if spec is not None and spec.multistep:
+        warnings.warn(
+            f"{sampler} is a multistep sampler: invert/regenerate take one step per call, so it runs as its "
+            "first-order start step (DDIM); euler, heun or ddim say what they do",
+            stacklevel=3,
+        )
 
 
 def psnr(x: Tensor, ref: Tensor, data_range: float = 2.0) -> Tensor:

@@ -45,6 +45,7 @@ def _order_at(i: int, sigmas: list[float], order: int, lower_order_final: bool, 
     deterministic=True,
     order=2,
     multistep=True,
+    spacing="powerlog",
 )
 def dpmpp_2m(
     model: Model, x: Tensor, sigmas: Tensor, generator: Generators, *, lower_order_final: bool = True
@@ -78,6 +79,7 @@ def _phi(h: float) -> tuple[float, float, float]:
     deterministic=True,
     order=3,
     multistep=True,
+    spacing="powerlog",
 )
 def dpmpp_3m(
     model: Model,
@@ -234,6 +236,7 @@ def _solve(a: list[list[float]], b: list[float]) -> list[float]:
     deterministic=True,
     order=3,
     multistep=True,
+    spacing="powerlog",
 )
 def unipc(
     model: Model,

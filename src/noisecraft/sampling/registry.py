@@ -52,6 +52,7 @@ class SamplerSpec:
     final_zero: bool  # the σ list must end at 0
     stepper: Stepper
     multistep: bool = False  # uses estimates of earlier steps (one step at a time it is first order)
+    spacing: str = "default"  # the step spacing it uses when none is given (sampling.steps.step_sigmas)
 
 
 Callback = Callable[[Step], None] | None
@@ -96,13 +97,15 @@ def register(
     order: int = 0,
     final_zero: bool = False,
     multistep: bool = False,
+    spacing: str = "default",
 ) -> Callable[[Stepper], Stepper]:
     """Record a stepper under `name` with a one-line description; the stepper itself is returned unchanged."""
 
     def record(stepper: Stepper) -> Stepper:
         SAMPLERS[name] = _sampler(name, info, stepper)
         SAMPLER_INFO[name] = info
-        SAMPLER_SPECS[name] = SamplerSpec(name, info, deterministic, order, final_zero, stepper, multistep)
+        spec = SamplerSpec(name, info, deterministic, order, final_zero, stepper, multistep, spacing)
+        SAMPLER_SPECS[name] = spec
         return stepper
 
     return record

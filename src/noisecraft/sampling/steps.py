@@ -9,6 +9,11 @@ Named spacings (all start at the schedule's top noise level unless their name sa
 - karras: ρ-spacing (Karras et al. 2022, Eq. 5); logsnr: uniform in log-SNR (Lu et al. 2022);
 - quadratic: t quadratic in the step index, dense near the data (Song et al. 2021, DDIM's CIFAR-10 choice,
   here reaching the top level rather than 0.8·T);
+- powerlog: one step from σ_max to min(σ_max, 20), then log σ moving as a power (0.85) of the step index down to
+  σ_end = max(σ_min, 1/N), then the step to 0 — a big first step where the probability-flow ODE is nearly linear,
+  and a last level that stops short of the data (the final step is one denoising call). Chosen on exact Gaussian
+  mixtures (2–64-D; DDPM linear, cosine, scaled-linear and EDM schedules; benchmarks/samplers.py) as the default
+  of the multistep ODE samplers; it assumes data of roughly unit scale (images in [−1, 1]);
 - optimised:<path>: a schedule fitted by ``fit_schedule`` to a given denoiser and saved as JSON beside the model.
 
 ``fit_schedule`` picks the N steps on a fine log-σ grid that minimise the summed local error of a first-order
@@ -44,19 +49,31 @@ STEP_SCHEDULES: dict[str, str] = {
     "karras": "ρ = 7 spacing, dense at low σ (Karras et al. 2022, Eq. 5)",
     "logsnr": "uniform in log-SNR λ = −2 log σ (DPM-Solver's time-uniform-λ)",
     "quadratic": "t quadratic in the step index, dense near the data (DDIM's CIFAR-10 schedule)",
+    "powerlog": "σ_max, then log σ as a power of i from min(σ_max, 20) to max(σ_min, 1/N), then 0 (multistep default)",
     "optimised:<path>": "fitted to a model by fit_schedule (DP on local error); <path> = JSON file or model folder",
 }
 
 
-def step_sigmas(schedule: Schedule, steps: int, spacing: str | None = None, rho: float | None = None) -> Tensor:
+def step_sigmas(
+    schedule: Schedule,
+    steps: int,
+    spacing: str | None = None,
+    rho: float | None = None,
+    sampler: str | None = None,
+) -> Tensor:
     """The σ list for `steps` sampler steps: (steps+1,) float64 on the CPU, descending, last element 0.
 
     The one way to get a sampler's σ list (samplers read it as Python floats, so it stays on the CPU whatever
-    the model's device)."""
+    the model's device). With no spacing (or "default") and a `sampler` name, that sampler's own default spacing
+    is used (``default_spacing``); without a sampler, the schedule's default."""
     steps = _steps_arg(steps)
     name = spacing or "default"
+    if name == "default" and sampler is not None:
+        name = default_spacing(sampler)
     if name == "default":
         return schedule._spaced_sigmas(steps)
+    if name == "powerlog":
+        return powerlog_sigmas(schedule, steps)
     if name in SPACINGS:
         return schedule._spaced_sigmas(steps, name) if rho is None else schedule._spaced_sigmas(steps, name, rho)
     if name == "quadratic":
@@ -69,6 +86,45 @@ def step_sigmas(schedule: Schedule, steps: int, spacing: str | None = None, rho:
             return load_schedule(name[len(prefix) :], steps)
     valid = ", ".join(sorted(STEP_SCHEDULES))
     raise NoisecraftError(f"unknown step schedule {name!r}; valid choices: {valid}")
+
+
+def default_spacing(sampler: str) -> str:
+    """The named spacing a sampler uses when none is given (its registry entry's ``spacing``)."""
+    from noisecraft.errors import check_choice
+    from noisecraft.sampling.registry import SAMPLER_SPECS, SAMPLERS
+
+    return SAMPLER_SPECS[check_choice("sampler", sampler, SAMPLERS)].spacing
+
+
+def powerlog_sigmas(
+    schedule: Schedule,
+    steps: int,
+    power: float = 0.85,
+    sigma_end: float | None = None,
+    sigma_top: float = 20.0,
+) -> Tensor:
+    """The ``powerlog`` spacing: (N+1,) float64, σ_0 = σ_max, then log σ moving as a power of the step index from
+    σ_top down to σ_end, then 0.
+
+    σ_1 = min(σ_max, σ_top): above σ_top ≈ 20 (data of unit scale) the probability-flow ODE is nearly linear and
+    one step crosses it (DDPM schedules reach σ_max = 157 (linear) or 4096 (cosine)); with σ_max ≤ σ_top, or
+    fewer than 3 steps, the power spacing starts at σ_max itself. σ_end defaults to max(σ_min, 1/N): the last
+    level stops short of the data and the final step is one denoising call. power < 1 makes the first of these
+    steps large in log σ and the last ones small. power = 1, σ_end = σ_min, σ_top ≥ σ_max is ``logsnr``."""
+    steps = _steps_arg(steps)
+    end = max(schedule.sigma_min, 1.0 / steps) if sigma_end is None else sigma_end
+    end = min(max(end, schedule.sigma_min), schedule.sigma_max)
+    top = min(schedule.sigma_max, sigma_top)
+    jump = top < schedule.sigma_max * (1 - 1e-9) and steps >= 3 and end < top
+    m = steps - 1 if jump else steps  # levels spaced by the power law
+    hi, lo = math.log(top if jump else schedule.sigma_max), math.log(end)
+    u = torch.linspace(0, 1, m, dtype=torch.float64) if m > 1 else torch.zeros(1, dtype=torch.float64)
+    sig = (hi + (lo - hi) * u**power).exp()
+    if jump:
+        sig = torch.cat([sig.new_tensor([schedule.sigma_max]), sig])
+    if steps > 1 and not (sig[1:] < sig[:-1]).all():  # σ_end at σ_max: nothing to space
+        raise NoisecraftError(f"powerlog needs σ_end below σ_max, got σ_end={end}")
+    return torch.cat([sig, sig.new_zeros(1)])
 
 
 # ----------------------------------------------------------------------------------------------------------
