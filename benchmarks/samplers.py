@@ -2,6 +2,7 @@
 
     python benchmarks/samplers.py                  # all problems, NFE 5/10/20, into benchmarks/results/samplers.md
     python benchmarks/samplers.py --quick          # the 16-D DDPM-linear problem only, 512 paths
+    python benchmarks/samplers.py --problems 0,3   # some problems; rows accumulate in samplers.json
 
 Problems: Gaussian mixtures in 2 to 64 dimensions with exact denoisers (core/oracles.py), under the DDPM linear
 (σ_max ≈ 157), cosine (σ_max ≈ 4096) and scaled-linear (σ_max ≈ 14.6) schedules of 1000 steps and under EDM
@@ -13,7 +14,7 @@ rtol = atol = 1e-8 down to σ = 1e-4, then the exact denoiser):
   the exact component posterior at σ = 1e-3).
 noisecraft runs euler, heun, dpmpp_2m, dpmpp_3m, unipc (order 2 and 3) with every named spacing and with a
 schedule fitted by ``sampling.fit.fit_steps`` for that sampler on separate calibration + validation noise
-(seed 123, 256 + 256 paths; the held-out paths are never seen by the fit), and the adaptive solver at a few
+(seed 123, 128 + 128 paths; the held-out paths are never seen by the fit), and the adaptive solver at a few
 tolerances (reported at its mean per-sample NFE, beside the fixed schedules). diffusers 0.42 runs DDIM, Euler,
 Heun, DPM++2M/3M, UniPC-2/3 and DEIS with its default, trailing and Karras spacings (EDM: its EDM Euler and
 EDM DPM++ 2M/3M schedulers). NFE budgets 5, 10, 20 (Heun: the largest 2N−1 ≤ budget).
@@ -25,6 +26,7 @@ each problem, and the best *named* spacing (no fitting) is no worse than diffuse
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
@@ -215,13 +217,23 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="the 16-D DDPM-linear problem only, 512 paths")
     ap.add_argument("--out", default="benchmarks/results", help="folder for samplers.md")
     ap.add_argument("--paths", type=int, default=1024, help="held-out start noises per problem")
-    ap.add_argument("--calibration", type=int, default=256, help="calibration (and validation) paths of the fit")
+    ap.add_argument("--calibration", type=int, default=128, help="calibration (and validation) paths of the fit")
+    ap.add_argument("--sweeps", type=int, default=6, help="coordinate-search sweeps of the fit")
+    ap.add_argument("--problems", default=None, help="comma-separated indices into the problem list (default: all)")
+    ap.add_argument("--report", action="store_true", help="only write the report from OUT/samplers.json")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     problems = {"16-D, DDPM linear": PROBLEMS["16-D, DDPM linear"]} if args.quick else PROBLEMS
+    if args.problems:
+        names = list(PROBLEMS)
+        problems = {names[int(i)]: PROBLEMS[names[int(i)]] for i in args.problems.split(",")}
     paths = 512 if args.quick else args.paths
-    rows: list[tuple] = []
-    for problem, (dim, seed, schedule_name) in problems.items():
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "samplers.json"  # rows of every problem run so far (a later run replaces a problem's rows)
+    rows: list[tuple] = [tuple(r) for r in json.loads(store.read_text())] if store.exists() else []
+    for problem, (dim, seed, schedule_name) in ({} if args.report else problems).items():
+        rows = [r for r in rows if r[1] != problem]
         t0 = time.perf_counter()
         gm, schedule = mixture(dim, seed), make_schedule(schedule_name)
         eps = torch.randn(paths, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -231,7 +243,7 @@ def main() -> None:
             steps = sorted({steps_for(n, per) for n in NFES})
             fitted[name] = fit_steps(
                 gm, schedule, steps, shape=(dim,), sampler=sampler, knobs=knobs, n=args.calibration, seed=123,
-                dtype=torch.float64,
+                dtype=torch.float64, sweeps=args.sweeps,
             )  # fmt: skip
         t_fit = time.perf_counter() - t0
         run_ours(gm, schedule, eps, ref, fitted, rows, problem)
@@ -241,7 +253,9 @@ def main() -> None:
         else:
             run_diffusers_vp(gm, schedule_name, eps, ref, rows, problem)
         print(f"[{problem}] fits {t_fit:.0f}s, all {time.perf_counter() - t0:.0f}s", flush=True)
-    report(rows, problems, paths, args.calibration, Path(args.out), args.quick)
+        store.write_text(json.dumps(rows))
+    done = [p for p in PROBLEMS if any(r[1] == p for r in rows)]
+    report(rows, done, paths, args.calibration, args.sweeps, out, args.quick)
 
 
 def _best(rows, tool, problem, nfe, named_only=False):
@@ -251,13 +265,13 @@ def _best(rows, tool, problem, nfe, named_only=False):
     return min(cand, key=lambda r: r[6]["rms"])
 
 
-def report(rows, problems, paths, calibration, out: Path, quick: bool) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def report(rows, problems, paths, calibration, sweeps, out: Path, quick: bool) -> None:
     lines = [
         "# Samplers benchmark (benchmarks/samplers.py" + (" --quick" if quick else "") + ")",
         "",
         f"Held-out start noise: {paths} paths per problem (seed 1); fits on {calibration} calibration + "
-        f"{calibration} validation paths (seed 123). Error against the exact PF-ODE solution. Cells: rms / median "
+        f"{calibration} validation paths (seed 123), {sweeps} search sweeps. "
+        "Error against the exact PF-ODE solution. Cells: rms / median "
         "per-path error / share of paths ending in another mode.",
         "",
         "## Targets: best configuration at each NFE (ratio = ours / diffusers' best rms)",

@@ -66,6 +66,7 @@ def generate(
 ) -> Tensor:
     """Samples (N, *shape), one per seed; the noise of sample i comes only from seed i.
 
+    With no `spacing`, the sampler's own default spacing is used (``sampling.steps.default_spacing``).
     Runs on `device` (default: the denoiser's own device). The result comes back on the CPU as float32
     unless ``to_cpu=False``. `callback(lo, step)` is called after every sampler step of the batch that starts
     at sample `lo` (progress bars, x̂0 previews, trajectories); raising from it stops sampling.
@@ -78,7 +79,7 @@ def generate(
     if batch_size < 1:
         raise NoisecraftError(f"batch size must be at least 1, got {batch_size}")
     device = model_device(denoiser) if device is None else torch.device(device)
-    sigmas = step_sigmas(schedule, steps, spacing)  # (steps+1,) float64 on the CPU: read as Python floats
+    sigmas = step_sigmas(schedule, steps, spacing, sampler=sampler)  # (steps+1,) float64 on the CPU
     out = []
     for lo in range(0, len(seeds), batch_size):
         gens = per_sample_generators(seeds[lo : lo + batch_size])
