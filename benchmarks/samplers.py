@@ -153,7 +153,6 @@ def run_adaptive(gm, schedule, eps, ref, rows, problem) -> None:
 
 
 def run_diffusers_vp(gm, schedule_name, eps, ref, rows, problem) -> None:
-    import diffusers
 
     base = dict(num_train_timesteps=1000, beta_schedule=BETAS[schedule_name])
     if schedule_name == "linear":
@@ -168,31 +167,43 @@ def run_diffusers_vp(gm, schedule_name, eps, ref, rows, problem) -> None:
                 extra = {"use_karras_sigmas": True} if spacing == "karras" else {}
                 if spacing == "trailing":
                     extra = {"timestep_spacing": "trailing"}
-                sched = getattr(diffusers, cls)(**base, **kw, **extra)
-                n = steps_for(nfe, 2 if cls == "HeunDiscreteScheduler" else 1)
-                sched.set_timesteps(n)
-                calls = 0
-                if cls in SIGMA_SPACE:
-                    s0 = float(sched.sigmas[0])
-                    x = s0 * eps
-                    for t in sched.timesteps:
-                        sched.scale_model_input(x, t)
-                        s = sched.sigmas[sched.step_index].double()
-                        x = sched.step((x - gm(x, s)) / s, t, x).prev_sample.double()
-                        calls += 1
-                else:
-                    ab = sched.alphas_cumprod.double()
-                    t0 = int(sched.timesteps[0])
-                    s0 = float(((1 - ab[t0]) / ab[t0]).sqrt())
-                    x = eps.clone()  # VP state; the VE start is √(1+s0²)·ε at level s0
-                    for t in sched.timesteps:
-                        s = ((1 - ab[int(t)]) / ab[int(t)]).sqrt()
-                        xv = x * (1 + s**2).sqrt()
-                        x = sched.step((xv - gm(xv, s)) / s, t, x).prev_sample.double()
-                        calls += 1
-                label = sched.config.timestep_spacing if spacing == "default" else spacing
+                try:
+                    x, s0, calls, own = _diffusers_vp(gm, eps, cls, {**base, **kw, **extra}, nfe)
+                except (IndexError, ValueError) as e:  # e.g. DPM++ with Karras σ on the cosine schedule
+                    print(f"diffusers {name} / {spacing} @ NFE {nfe} failed: {type(e).__name__}: {e}")
+                    continue
+                label = own if spacing == "default" else spacing
                 start = s0 if cls in SIGMA_SPACE else math.sqrt(1 + s0**2)  # VE state of x_vp = ε at level s0
                 rows.append(("diffusers", problem, name, label, nfe, calls, score(gm, x, ref(s0, start))))
+
+
+def _diffusers_vp(gm, eps, cls: str, config: dict, nfe: int) -> tuple[torch.Tensor, float, int, str]:
+    """Run one diffusers scheduler on the exact ε-model; (result, its start σ, network calls, its spacing)."""
+    import diffusers
+
+    sched = getattr(diffusers, cls)(**config)
+    n = steps_for(nfe, 2 if cls == "HeunDiscreteScheduler" else 1)
+    sched.set_timesteps(n)
+    calls = 0
+    if cls in SIGMA_SPACE:
+        s0 = float(sched.sigmas[0])
+        x = s0 * eps
+        for t in sched.timesteps:
+            sched.scale_model_input(x, t)
+            s = sched.sigmas[sched.step_index].double()
+            x = sched.step((x - gm(x, s)) / s, t, x).prev_sample.double()
+            calls += 1
+    else:
+        ab = sched.alphas_cumprod.double()
+        t0 = int(sched.timesteps[0])
+        s0 = float(((1 - ab[t0]) / ab[t0]).sqrt())
+        x = eps.clone()  # VP state; the VE start is √(1+s0²)·ε at level s0
+        for t in sched.timesteps:
+            s = ((1 - ab[int(t)]) / ab[int(t)]).sqrt()
+            xv = x * (1 + s**2).sqrt()
+            x = sched.step((xv - gm(xv, s)) / s, t, x).prev_sample.double()
+            calls += 1
+    return x, s0, calls, sched.config.timestep_spacing
 
 
 def run_diffusers_edm(gm, eps, ref, rows, problem) -> None:
@@ -221,6 +232,7 @@ def main() -> None:
     ap.add_argument("--sweeps", type=int, default=6, help="coordinate-search sweeps of the fit")
     ap.add_argument("--problems", default=None, help="comma-separated indices into the problem list (default: all)")
     ap.add_argument("--report", action="store_true", help="only write the report from OUT/samplers.json")
+    ap.add_argument("--only-adaptive", action="store_true", help="re-run only the adaptive rows of the problems")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     problems = {"16-D, DDPM linear": PROBLEMS["16-D, DDPM linear"]} if args.quick else PROBLEMS
@@ -233,6 +245,13 @@ def main() -> None:
     store = out / "samplers.json"  # rows of every problem run so far (a later run replaces a problem's rows)
     rows: list[tuple] = [tuple(r) for r in json.loads(store.read_text())] if store.exists() else []
     for problem, (dim, seed, schedule_name) in ({} if args.report else problems).items():
+        if args.only_adaptive:
+            gm, schedule = mixture(dim, seed), make_schedule(schedule_name)
+            eps = torch.randn(paths, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+            rows = [r for r in rows if not (r[1] == problem and r[0] == "adaptive")]
+            run_adaptive(gm, schedule, eps, Reference(gm, eps), rows, problem)
+            store.write_text(json.dumps(rows))
+            continue
         rows = [r for r in rows if r[1] != problem]
         t0 = time.perf_counter()
         gm, schedule = mixture(dim, seed), make_schedule(schedule_name)

@@ -130,4 +130,5 @@ def test_adaptive_reports_per_sample_calls_and_is_monotone_in_tolerance():
         assert errs[-1] < 0.1 * errs[0], (method, errs)
     info = {}
     get_sampler("adaptive")(gm, x, ends, rtol=0.3, atol=0.3, info=info)  # dpm12: a loose tolerance is cheap
-    assert info["nfe"] <= 8, info["nfe"]
+    fewest = 2 * (1 + math.ceil(math.log(20 / sch.sigma_min))) + 1  # σ_max → 20, then steps of e, then D for free
+    assert info["nfe"] <= fewest, (info["nfe"], fewest)

@@ -77,18 +77,21 @@ def adaptive(
     method: str = "dpm12",
     h_init: float | None = None,
     max_steps: int = 100_000,
+    h_max: float = 1.0,
+    sigma_top: float = 20.0,
     info: dict | None = None,
 ) -> Iterator[Step]:
     """Integrates from sigmas[0] to the last positive σ of the list (the intermediate levels are ignored);
     if the list ends at 0, a final denoising call returns D(x; σ_last). h_init is the first step in log σ
-    (default: 1/20 of the range, 1/2 for dpm12); the denoiser is called on the still-active rows only, with their own σ
-    and their rows of any per-sample conditioning. Pass ``info={}`` to receive
+    (default: 1/20 of the range; 1/2 for dpm12, whose steps are bounded by h_max and sigma_top); the denoiser
+    is called on the still-active rows only, with their own σ and their rows of any per-sample conditioning.
+    Pass ``info={}`` to receive
     "nfe" (batched network calls), "nfe_per_sample", "steps" and "rejected" (per-sample (B,) counts)."""
     check_choice("method", method, METHODS)
     if rtol <= 0 or atol <= 0:
         raise NoisecraftError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}")
     if method == "dpm12":
-        yield from _dpm12(model, x, sigmas, rtol, atol, h_init, max_steps, info)
+        yield from _dpm12(model, x, sigmas, rtol, atol, h_init, max_steps, h_max, sigma_top, info)
         return
     c, a, b, b_hat, q = _TABLEAUX[method]
     e_w = [bi - bj for bi, bj in zip(b, b_hat)]
@@ -159,10 +162,16 @@ def _dpm12(
     atol: float,
     h_init: float | None,
     max_steps: int,
+    h_max: float,
+    sigma_top: float,
     info: dict | None,
 ) -> Iterator[Step]:
     """DPM-Solver-12 with per-sample step control in t = log σ (h < 0); x̂0 at the current point is carried over,
-    so a step costs the midpoint call plus the call at the accepted new point."""
+    so a step costs the midpoint call plus the call at the accepted new point.
+
+    Steps are at most h_max long in log σ, except that the first may go straight down to sigma_top: a longer step
+    can skip the range where paths choose their mode with both estimates still near the data mean, so the
+    error estimate would pass a step that lands in the wrong mode (measured: 8 % of paths at tol 0.003)."""
     sig = sigmas.tolist()
     positive = [s for s in sig if s > 0]
     t_end = math.log(positive[-1])
@@ -172,6 +181,7 @@ def _dpm12(
     span = t_end - t[0].item()
     # default first step: half the range; the error control shortens it where D is not nearly constant
     h = torch.full((B,), span / 2 if h_init is None else -abs(h_init), dtype=torch.float64)
+    log_top = math.log(sigma_top)
     steps = torch.zeros(B, dtype=torch.long)
     rejected = torch.zeros(B, dtype=torch.long)
     calls = torch.ones(B, dtype=torch.long)
@@ -185,7 +195,9 @@ def _dpm12(
         act_d = act.to(x.device)
         rows = None if len(act) == B else act
         xa, ta, da = x[act_d], t[act], d0[act_d]
-        ha = torch.maximum(h[act], t_end - ta)  # never step past the end
+        # never past the end; at most h_max in log σ, except for the one step down to σ_top (see the docstring)
+        longest = torch.maximum(torch.full_like(ta, h_max), ta - log_top)
+        ha = torch.maximum(torch.maximum(h[act], -longest), t_end - ta)
         r_mid, r = expand((0.5 * ha).exp(), xa).to(xa.dtype), expand(ha.exp(), xa).to(xa.dtype)
         u = r_mid * xa + (1 - r_mid) * da  # DDIM to the log-σ midpoint
         d_mid = model(u, (ta + 0.5 * ha).exp(), rows=rows)
