@@ -207,18 +207,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see (the same names as _EXPORTS
     )
     from noisecraft.sampling.inversion import invert, reconstruct
     from noisecraft.sampling.noise import per_sample_generators
-    from noisecraft.sampling.samplers import (
-        SAMPLER_INFO,
-        SAMPLERS,
-        Step,
-        get_sampler,
-        iterate,
-        sample_ddim,
-        sample_ddpm,
-        sample_euler,
-        sample_heun,
-        sampler_knobs,
-    )
+    from noisecraft.sampling.registry import SAMPLER_INFO, SAMPLERS, Step, get_sampler, iterate, sampler_knobs
     from noisecraft.sampling.steps import STEP_SCHEDULES, fit_schedule, load_schedule, save_schedule, step_sigmas
     from noisecraft.training.checkpoint import load_run
     from noisecraft.training.config import TrainConfig, apply_overrides
