@@ -16,7 +16,8 @@ setup: $(VENV)/.installed
 # reuses the finished run (--resume); `rm -rf runs/demo-digits` to start over. The 2-D demo: `make demo-2d`.
 DEMO_RUN ?= runs/demo-digits
 demo: $(VENV)/.installed
-	$(VENV)/bin/noisecraft train --config configs/demo-digits.json --out $(DEMO_RUN) --resume
+	$(VENV)/bin/noisecraft train --config configs/demo-digits.json --out $(DEMO_RUN) \
+		$$(test -e $(DEMO_RUN)/config.json -o -e $(DEMO_RUN)/launch.json && echo --resume)
 	$(VENV)/bin/noisecraft sample $(DEMO_RUN) --sampler heun --steps 20 --num 64 --out $(DEMO_RUN)/final
 	@echo "digits drawn by the model: $(DEMO_RUN)/final/grid.png (one PNG per seed beside it)"
 

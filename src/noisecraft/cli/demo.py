@@ -11,15 +11,17 @@ import argparse
 import json
 from pathlib import Path
 
+from noisecraft.cli.args import non_negative_int, positive_int
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="swissroll", help="swissroll, moons, 8gaussians, checkerboard or gmm")
     p.add_argument("--schedule", default="linear", help="linear, scaled_linear, cosine, sigmoid, vp, ve or edm")
     p.add_argument("--parameterisation", default="eps", help="eps, x0, v, edm or score")
-    p.add_argument("--iterations", type=int, default=3000)
-    p.add_argument("--steps", type=int, default=200, help="DDPM sampling steps")
-    p.add_argument("--samples", type=int, default=4000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=positive_int, default=3000)
+    p.add_argument("--steps", type=positive_int, default=200, help="DDPM sampling steps")
+    p.add_argument("--samples", type=positive_int, default=4000)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", default="runs/demo", help="output folder")
 
 
@@ -34,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.sampling.registry import get_sampler
     from noisecraft.training.toy import ToyConfig, build_toy_model, train_toy
 
-    if args.steps < 1 or args.samples < 2:
-        raise NoisecraftError("--steps must be at least 1 and --samples at least 2")
+    if args.samples < 2:
+        raise NoisecraftError(f"--samples must be at least 2, got {args.samples}")
     cfg = ToyConfig(
         dataset=args.dataset,
         schedule=args.schedule,

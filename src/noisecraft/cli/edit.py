@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import argparse
 
+from noisecraft.cli.args import non_negative_int, positive_int
+
 MODES = ("img2img", "inpaint", "invert", "interpolate", "swap")
 
 
 def _common(p: argparse.ArgumentParser, default_sampler: str = "euler") -> None:
     p.add_argument("run", help="run folder written by `noisecraft train` (or one checkpoint folder)")
     p.add_argument("--sampler", default=default_sampler, help="sampler name (see `noisecraft samplers`)")
-    p.add_argument("--steps", type=int, default=50, help="sampler steps of the full σ list")
+    p.add_argument("--steps", type=positive_int, default=50, help="sampler steps of the full σ list")
     p.add_argument("--schedule", default=None, help="step spacing, e.g. linspace, trailing, karras, logsnr")
-    p.add_argument("--seed", type=int, default=0, help="seed; output i uses seed+i")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed; output i uses seed+i")
     p.add_argument("--raw", action="store_true", help="use the raw training weights instead of the EMA")
     p.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/edits/MODE)")
@@ -45,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("images", nargs="+", help="input image(s), any size and mode")
     p.add_argument("--strength", type=float, default=0.6, help="0 = keep the input, 1 = ignore it")
-    p.add_argument("--num", type=int, default=1, help="variations per image")
+    p.add_argument("--num", type=positive_int, default=1, help="variations per image")
     _guidance(p)
 
     p = sub.add_parser(
@@ -59,9 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--rect", default=None, help="rectangle to generate: x0,y0,x1,y1 in pixels or fractions")
     p.add_argument("--outside", action="store_true", help="flip the mask: keep the region, generate around it")
     p.add_argument("--method", default="replace", help="replace or repaint")
-    p.add_argument("--jump", type=int, default=10, help="RePaint jump length")
-    p.add_argument("--resample", type=int, default=10, help="RePaint resamplings per jump")
-    p.add_argument("--num", type=int, default=4, help="number of fills")
+    p.add_argument("--jump", type=positive_int, default=10, help="RePaint jump length")
+    p.add_argument("--resample", type=positive_int, default=10, help="RePaint resamplings per jump")
+    p.add_argument("--num", type=positive_int, default=4, help="number of fills")
     _guidance(p)
 
     p = sub.add_parser(
@@ -82,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("image_a")
     p.add_argument("image_b")
-    p.add_argument("--frames", type=int, default=7, help="number of frames, ends included")
+    p.add_argument("--frames", type=positive_int, default=7, help="number of frames, ends included")
     p.add_argument("--iters", type=int, default=3, help="fixed-point iterations per inversion step")
     p.add_argument("--class-a", type=int, default=None, help="class of image A (conditional models)")
     p.add_argument("--class-b", type=int, default=None, help="class of image B (conditional models)")
@@ -136,14 +138,12 @@ def _maybe_cfg(denoiser, cfg, label: int | None, guidance: float):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from noisecraft.cli.args import output_dir, write_guard
     from noisecraft.errors import NoisecraftError
 
-    if args.steps < 1:
-        raise NoisecraftError(f"--steps must be a positive integer, got {args.steps}")
-    if args.seed < 0:
-        raise NoisecraftError(f"--seed must be >= 0, got {args.seed}")
     if not Path(args.run).exists():
         raise NoisecraftError(f"run folder {args.run!r} does not exist")
+    out = output_dir(args.out or Path(args.run) / "edits" / args.mode)  # before any work that could be lost
     import torch
 
     from noisecraft.errors import check_choice
@@ -159,14 +159,14 @@ def run(args: argparse.Namespace) -> int:
     if cfg.data.kind == "toy":
         raise NoisecraftError("edit works on image models; this run was trained on 2-D toy points")
     sigmas = step_sigmas(schedule, args.steps, args.schedule)
-    out = Path(args.out or Path(args.run) / "edits" / args.mode)
-    out.mkdir(parents=True, exist_ok=True)
+    with write_guard(out):
+        out.mkdir(parents=True, exist_ok=True)
     ctx = dict(denoiser=denoiser, cfg=cfg, sigmas=sigmas, out=out, res=cfg.data.resolution, ch=cfg.data.channels)
     ctx["dev"] = device
     torch.manual_seed(args.seed)
-    return {"img2img": _img2img, "inpaint": _inpaint, "invert": _invert, "interpolate": _interpolate, "swap": _swap}[
-        args.mode
-    ](args, **ctx)
+    modes = {"img2img": _img2img, "inpaint": _inpaint, "invert": _invert, "interpolate": _interpolate, "swap": _swap}
+    with write_guard(out):
+        return modes[args.mode](args, **ctx)
 
 
 def _load(paths, res: int, ch: int, device):
@@ -193,10 +193,6 @@ def _img2img(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
     from noisecraft.editing.sdedit import check_strength, img2img
 
     check_strength(args.strength)
-    if args.num < 1:
-        from noisecraft.errors import NoisecraftError
-
-        raise NoisecraftError(f"--num must be a positive integer, got {args.num}")
     _check_label("--class", args.class_label, cfg.model.num_classes)
     x = _load(args.images, res, ch, dev)
     B = x.shape[0]
@@ -228,8 +224,6 @@ def _inpaint(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
 
     if (args.mask is None) == (args.rect is None):
         raise NoisecraftError("give exactly one of --mask PNG or --rect x0,y0,x1,y1")
-    if args.num < 1:
-        raise NoisecraftError(f"--num must be a positive integer, got {args.num}")
     _check_label("--class", args.class_label, cfg.model.num_classes)
     x = _load([args.image], res, ch, dev)
     if args.mask is not None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from noisecraft.cli.args import non_negative_int, positive_int
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", nargs="?", help="run folder written by `noisecraft train` (or one checkpoint folder)")
@@ -32,17 +34,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "fashion-mnist, per colour channel (rgb) for colour images)",
     )
     p.add_argument("--inception", help="local TorchScript file inception-2015-12-05.pt (for --features inception)")
-    p.add_argument("--num", type=int, default=1000, help="number of generated samples")
+    p.add_argument("--num", type=positive_int, default=1000, help="number of generated samples")
     p.add_argument("--sampler", default="euler", help="sampler name (see `noisecraft samplers`)")
-    p.add_argument("--steps", type=int, default=40, help="sampling steps")
+    p.add_argument("--steps", type=positive_int, default=40, help="sampling steps")
     p.add_argument("--spacing", help="σ spacing (default: the schedule's own)")
-    p.add_argument("--seed", type=int, default=0, help="first seed; sample i uses seed+i")
-    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="first seed; sample i uses seed+i")
+    p.add_argument("--batch-size", type=positive_int, default=250)
     p.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--no-floor", action="store_true", help="skip the noise floor")
-    p.add_argument("--nll", type=int, default=0, metavar="N", help="also estimate NLL (bits/dim) on N reference images")
-    p.add_argument("--nll-steps", type=int, default=32, help="RK4 steps of the probability-flow ODE for --nll")
+    p.add_argument(
+        "--nll",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="also estimate NLL (bits/dim) on N reference images",
+    )
+    p.add_argument("--nll-steps", type=positive_int, default=32, help="RK4 steps of the probability-flow ODE for --nll")
     p.add_argument("--out", help="JSON file to write (default: RUN_DIR/eval/<...>.json or SAMPLES_DIR/eval.json)")
 
 
@@ -68,6 +76,12 @@ def run(args: argparse.Namespace) -> int:
     if args.ref and args.dataset:
         raise NoisecraftError("give --dataset or --ref (a folder of reference images), not both")
     device = resolve_device(args.device)
+    from noisecraft.cli.args import output_dir, output_file, write_guard
+
+    if args.out:  # checked before any sampling, so the scores are never computed only to be lost
+        output_file(args.out, (".json",))
+    else:
+        output_dir(Path(args.samples_dir) if args.samples_dir else Path(args.run_dir) / "eval")
     cfg = denoiser = schedule = None
     if args.run_dir and not args.samples_dir:
         from noisecraft.training.checkpoint import load_run
@@ -135,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
             f"NLL {n['bpd_mean']:.4f} ± {n['bpd_sem']:.4f} bits/dim on {n['images']} {ref.name} {ref.split} images "
             f"({n['method']})"
         )
-    result.save(out)
+    with write_guard(out):
+        result.save(out)
     print(f"wrote {out}")
     return 0
 

@@ -25,12 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from noisecraft.interop.diffusers import export_diffusers
+    from noisecraft.cli.args import output_dir, write_guard
+    from noisecraft.errors import NoisecraftError
+    from noisecraft.interop.diffusers import NOISECRAFT_JSON, export_diffusers
     from noisecraft.training.checkpoint import load_run
 
+    out = output_dir(args.out, flag="OUT")
+    if out.is_dir() and any(out.iterdir()) and not (out / NOISECRAFT_JSON).is_file():  # an earlier export may go
+        raise NoisecraftError(f"OUT {args.out!r} already holds other files: export into a new or empty folder")
     denoiser, schedule, cfg = load_run(args.run, ema=not args.raw, device="cpu")
     denoiser.config = cfg.model
-    folder = export_diffusers(denoiser, schedule, args.out)
+    with write_guard(out):
+        folder = export_diffusers(denoiser, schedule, out)
     kind = "DDPMPipeline" if (folder / "model_index.json").is_file() else "UNet2DModel + EDMEulerScheduler"
     print(f"exported {args.run} as a diffusers {kind} folder: {folder}")
     if args.push:

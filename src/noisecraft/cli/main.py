@@ -30,8 +30,19 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     pass
 
 
+class _UsageError(Exception):
+    """A command line argparse rejected; main() prints it as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (`noisecraft train: error: argument --steps: ...`), not usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="noisecraft",
         description="noisecraft: build diffusion models — train, sample, guide, edit and evaluate them.",
         formatter_class=_Formatter,
@@ -47,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
     from noisecraft.errors import NoisecraftError
 
     try:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 
+from noisecraft.cli.args import non_negative_int, positive_int
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -26,10 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "or hub:user/name",
     )
     p.add_argument("--sampler", default="euler", help="sampler name (see `noisecraft samplers` when available)")
-    p.add_argument("--steps", type=int, default=40, help="sampling steps")
+    p.add_argument("--steps", type=positive_int, default=40, help="sampling steps")
     p.add_argument("--schedule", default=None, help="step spacing, e.g. linspace, trailing, karras, logsnr")
-    p.add_argument("--num", type=int, default=16, help="number of samples")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed+i")
+    p.add_argument("--num", type=positive_int, default=16, help="number of samples")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the first sample; sample i uses seed+i")
     p.add_argument("--class", dest="class_label", type=int, default=None, help="class label (conditional models)")
     g = p.add_argument_group("guidance (see docs/guidance.md)")
     g.add_argument(
@@ -43,7 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cfg-rescale", type=float, default=0.0, help="CFG rescale φ in [0, 1] (Lin et al. 2023)")
     g.add_argument("--classifier", default=None, help="noisy classifier folder (noisecraft train-classifier)")
     g.add_argument("--classifier-scale", type=float, default=1.0, help="classifier guidance scale s")
-    p.add_argument("--batch-size", type=int, default=64, help="samples per forward pass (results do not depend on it)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=64, help="samples per forward pass (results do not depend on it)"
+    )
     p.add_argument("--raw", action="store_true", help="use the raw training weights instead of the EMA")
     p.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/generated; hub:user/name → generated/name)")
@@ -52,19 +56,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from noisecraft.errors import NoisecraftError
+    from noisecraft.cli.args import check_memory, output_dir, write_guard
+    from noisecraft.interop.pretrained import HUB_PREFIX
 
-    if args.num < 1 or args.steps < 1 or args.batch_size < 1:
-        raise NoisecraftError("--num, --steps and --batch-size must be positive integers")
-    if args.seed < 0:
-        raise NoisecraftError(f"--seed must be >= 0, got {args.seed}")
+    hub = args.run.startswith(HUB_PREFIX)
+    default = Path("generated") / args.run.rsplit("/", 1)[-1] if hub else Path(args.run) / "generated"
+    out = output_dir(args.out or default)  # before any sampling: a result that cannot be saved is lost work
+    import math
+
     import numpy as np
     import torch
 
     from noisecraft.data.io import save_grid, save_images
     from noisecraft.errors import check_choice
     from noisecraft.evaluation.plots import save_points
-    from noisecraft.interop.pretrained import HUB_PREFIX, load_pretrained
+    from noisecraft.interop.pretrained import load_pretrained
     from noisecraft.sampling.generate import generate, resolve_device
     from noisecraft.sampling.samplers import SAMPLERS
 
@@ -72,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load_pretrained(args.run, ema=not args.raw, device=device)
     denoiser, schedule = model.denoiser, model.schedule
+    # the samples are kept as float32 and copied once more into the grid
+    check_memory(2 * 4 * args.num * math.prod(model.shape), f"--num {args.num} samples", "lower --num")
     labels = None
     if args.class_label is not None or args.cfg_scale is not None or args.classifier is not None:
         from noisecraft.sampling.guidance import build_guided_denoiser
@@ -105,16 +113,14 @@ def run(args: argparse.Namespace) -> int:
         class_labels=labels,
         batch_size=args.batch_size,
     )
-    hub = args.run.startswith(HUB_PREFIX)
-    default = Path("generated") / args.run.rsplit("/", 1)[-1] if hub else Path(args.run) / "generated"
-    out = Path(args.out or default)
-    out.mkdir(parents=True, exist_ok=True)
-    if x.ndim == 2:
-        np.save(out / "samples.npy", x.numpy())
-        png = save_points(x, out / "samples.png", f"{args.num} samples, {args.sampler}, {args.steps} steps")
-        print(f"wrote {png} and {out / 'samples.npy'} ({args.num} points)")
-        return 0
-    save_images(x, out, seeds)
-    grid = save_grid(x, out / "grid.png")
+    with write_guard(out):
+        out.mkdir(parents=True, exist_ok=True)
+        if x.ndim == 2:
+            np.save(out / "samples.npy", x.numpy())
+            png = save_points(x, out / "samples.png", f"{args.num} samples, {args.sampler}, {args.steps} steps")
+            print(f"wrote {png} and {out / 'samples.npy'} ({args.num} points)")
+            return 0
+        save_images(x, out, seeds)
+        grid = save_grid(x, out / "grid.png")
     print(f"wrote {args.num} images seed{seeds[0]:06d}.png .. seed{seeds[-1]:06d}.png and {grid}")
     return 0

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import argparse
 
+from noisecraft.cli.args import positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fit", metavar="RUN", help="fit optimised step schedules to this run and save them in it")
     parser.add_argument("--steps", default="5,10,20", help="with --fit: comma-separated step counts to fit")
     parser.add_argument("--sampler", default="unipc", help="with --fit: the sampler to fit the steps for")
     parser.add_argument(
-        "--calibration", type=int, default=128, help="with --fit: paths in the calibration (and the validation) batch"
+        "--calibration",
+        type=positive_int,
+        default=128,
+        help="with --fit: paths in the calibration (and the validation) batch",
     )
     parser.add_argument("--knobs", action="store_true", help="also list each sampler's knobs and defaults")
 

@@ -18,7 +18,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from noisecraft.cli.args import non_negative_int, positive_int
 
 WHAT = ("schedules", "forward", "trajectory", "interpolation", "score-field", "training-curve")
 
@@ -26,25 +27,24 @@ WHAT = ("schedules", "forward", "trajectory", "interpolation", "score-field", "t
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", choices=WHAT, help="which picture")
     p.add_argument("logs", nargs="*", help="training-curve: run folders or log.jsonl files")
-    p.add_argument("--out", help="output file (default: pictures/<what>.png)")
+    p.add_argument("--out", help="output PNG file (default: pictures/<what>.png)")
     p.add_argument("--run", help="trained run folder (trajectory, interpolation)")
     p.add_argument("--dataset", default="digits", help="digits or fashion-mnist (forward, trajectory without --run)")
     p.add_argument("--schedule", default="linear", help="noise schedule (forward, trajectory without --run)")
     p.add_argument("--sampler", default="ddim", help="sampler (trajectory, interpolation)")
-    p.add_argument("--steps", type=int, default=50, help="sampling steps")
-    p.add_argument("--num", type=int, default=8, help="samples per picture")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=positive_int, default=50, help="sampling steps")
+    p.add_argument("--num", type=positive_int, default=8, help="samples per picture")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--key", default="loss", help="training-curve: which logged value")
     p.add_argument("--toy", default="8gaussians", help="score-field: 8gaussians or gmm")
 
 
 def run(args: argparse.Namespace) -> int:
-    from noisecraft.errors import NoisecraftError
+    from noisecraft.cli.args import output_file, write_guard
 
-    if args.steps < 1 or args.num < 1:
-        raise NoisecraftError("--steps and --num must be positive")
-    out = Path(args.out or f"pictures/{args.what}.png")
-    paths = globals()["_" + args.what.replace("-", "_")](args, out)
+    out = output_file(args.out or f"pictures/{args.what}.png", (".png",))
+    with write_guard(out.parent):
+        paths = globals()["_" + args.what.replace("-", "_")](args, out)
     for p in paths:
         print(f"wrote {p}")
     return 0

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from noisecraft.cli.args import non_negative_int, positive_int
+
 
 def parse_scales(text: str) -> list[float]:
     """ "0,1,2.5" → [0.0, 1.0, 2.5]; every scale must be a number >= 0."""
@@ -51,10 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classifier", default=None, help="a noisy classifier folder: sweep classifier guidance")
     p.add_argument("--cfg-interval", default=None, help="guide only for σ in (lo, hi], e.g. 0.3,5")
     p.add_argument("--cfg-rescale", type=float, default=0.0, help="CFG rescale φ in [0, 1]")
-    p.add_argument("--per-cell", type=int, default=1, help="samples per (class, scale) cell")
+    p.add_argument("--per-cell", type=positive_int, default=1, help="samples per (class, scale) cell")
     p.add_argument("--sampler", default="euler", help="sampler name")
-    p.add_argument("--steps", type=int, default=40, help="sampling steps")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first sample of each row")
+    p.add_argument("--steps", type=positive_int, default=40, help="sampling steps")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the first sample of each row")
     p.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/sweep)")
 
@@ -66,8 +68,6 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.errors import NoisecraftError
 
     scales, classes = parse_scales(args.scales), parse_classes(args.classes)
-    if args.per_cell < 1 or args.steps < 1 or args.seed < 0:
-        raise NoisecraftError("--per-cell and --steps must be positive and --seed >= 0")
     if not Path(args.run).exists():
         raise NoisecraftError(f"run folder {args.run!r} does not exist")
     import torch

@@ -15,20 +15,24 @@ from __future__ import annotations
 
 import argparse
 
+from noisecraft.cli.args import non_negative_int, positive_float, positive_int
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder for classifier.safetensors/.json")
     p.add_argument("--run", default=None, help="a training run whose data, resolution and schedule to match")
     p.add_argument("--data", default=None, help="data source with labels: digits, fashion-mnist, a folder, hf:...")
-    p.add_argument("--resolution", type=int, default=None, help="image side in pixels (default 16, or the run's)")
-    p.add_argument("--channels", type=int, default=None, help="1 or 3 (default 1, or the run's)")
+    p.add_argument(
+        "--resolution", type=positive_int, default=None, help="image side in pixels (default 16, or the run's)"
+    )
+    p.add_argument("--channels", type=positive_int, default=None, help="1 or 3 (default 1, or the run's)")
     p.add_argument("--schedule", default=None, help="noise schedule whose σ density to train on (default linear)")
-    p.add_argument("--steps", type=int, default=2000, help="optimiser steps")
-    p.add_argument("--batch-size", type=int, default=128, help="images per step")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine decay)")
-    p.add_argument("--width", type=int, default=32, help="channels of the first level")
+    p.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="images per step")
+    p.add_argument("--lr", type=positive_float, default=2e-3, help="peak learning rate (AdamW, cosine decay)")
+    p.add_argument("--width", type=positive_int, default=32, help="channels of the first level")
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of images held out for accuracy")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -56,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     from noisecraft.errors import NoisecraftError
 
-    if args.steps < 1 or args.batch_size < 1 or args.width < 4:
-        raise NoisecraftError("--steps and --batch-size must be positive and --width at least 4")
+    if args.width < 4:
+        raise NoisecraftError(f"--width must be at least 4, got {args.width}")
     if not 0 <= args.holdout < 1:
         raise NoisecraftError(f"--holdout must lie in [0, 1), got {args.holdout}")
     if args.run is None and args.data is None:

@@ -22,15 +22,30 @@ if TYPE_CHECKING:  # Pillow is imported lazily
     from PIL import Image as PILImage
 
 
+MAX_PIXELS = 64_000_000  # the training loader's limit too: a larger "image" is a decompression bomb
+
+
 def _open(path: str | os.PathLike, what: str) -> PILImage.Image:
-    from PIL import Image, UnidentifiedImageError
+    """Open and decode an image, refusing files over MAX_PIXELS from their header, before any pixel is decoded."""
+    import warnings
+
+    from PIL import Image
 
     if not os.path.isfile(path):
         raise NoisecraftError(f"{what} {str(path)!r} does not exist")
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
+            img = Image.open(path)
+        w, h = img.size
+        if w * h > MAX_PIXELS:
+            raise Image.DecompressionBombError(f"{w}x{h} = {w * h:,} pixels")
         img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except Image.DecompressionBombError as e:
+        raise NoisecraftError(
+            f"{what} {str(path)!r} is too large ({e}; at most {MAX_PIXELS:,} pixels): shrink it first"
+        ) from None
+    except Exception as e:  # UnidentifiedImageError, OSError, SyntaxError, ... from Pillow's parsers
         raise NoisecraftError(f"{what} {str(path)!r} is not a readable image ({type(e).__name__}: {e})") from None
     return img
 

@@ -220,7 +220,7 @@ def load_diffusers(folder: str | Path) -> tuple[PreconditionedDenoiser, Schedule
     unet_config = _read_json(folder / (sub or ".") / "config.json")
     if unet_config.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise NoisecraftError(f"{folder}: the model is a {unet_config['_class_name']}, not a UNet2DModel")
-    unet = UNet2DModel.from_pretrained(folder, subfolder=sub)
+    unet = UNet2DModel.from_pretrained(folder, subfolder=sub, use_safetensors=True)  # never unpickle
     meta = _read_json(folder / NOISECRAFT_JSON) if (folder / NOISECRAFT_JSON).is_file() else {}
     # A class table of n rows: noisecraft reserves its last row as the null label; so is a foreign one read.
     num_classes = meta.get("num_classes", max((unet.config.num_class_embeds or 1) - 1, 0))

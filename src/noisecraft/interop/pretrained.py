@@ -64,9 +64,33 @@ def load_pretrained(spec: str, ema: bool = True, device: str | torch.device | No
     return Pretrained(denoiser, schedule, sample_shape(cfg), cfg.model.num_classes, "run")
 
 
+def check_diffusers_weights(folder: Path) -> None:
+    """Refuse, before any loader opens a file, a diffusers folder whose U-Net weights are not one whole
+    safetensors file: pickle weights (.bin, .pt, .ckpt) can run code when loaded, so they are never read."""
+    from noisecraft.training.run_folder import PICKLE_SUFFIXES, safetensors_problem
+
+    unet = folder / "unet" if (folder / "unet" / "config.json").is_file() else folder
+    weights = unet / "diffusion_pytorch_model.safetensors"
+    if weights.is_file():
+        problem = safetensors_problem(weights)
+        if problem:
+            raise NoisecraftError(f"{weights} is damaged: {problem}")
+        return
+    if (unet / "diffusion_pytorch_model.safetensors.index.json").is_file():  # sharded safetensors
+        return
+    pickles = sorted(p.name for p in unet.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES) if unet.is_dir() else []
+    if pickles:
+        raise NoisecraftError(
+            f"{unet} holds pickle weights ({pickles[0]}), which noisecraft never loads (they can run code): "
+            "convert them to diffusion_pytorch_model.safetensors"
+        )
+    raise NoisecraftError(f"{unet} has no diffusion_pytorch_model.safetensors: not a complete diffusers folder")
+
+
 def _from_diffusers(folder: Path, device: torch.device) -> Pretrained:
     from noisecraft.interop.diffusers import ClippedDenoiser, load_diffusers
 
+    check_diffusers_weights(folder)
     denoiser, schedule = load_diffusers(folder)
     unet = denoiser.net.unet
     size = unet.config.sample_size

@@ -10,9 +10,10 @@ A checkpoint is a folder ``<out_dir>/checkpoints/step-00001200/`` holding
     config.json            the full TrainConfig of the run
 
 It is written into a temporary sibling folder, every file is fsynced, the folder is renamed into place and
-the parent directory fsynced (the rename is atomic on POSIX), so a SIGKILL at any moment leaves either the
-previous checkpoint set or the new one, never a half-written folder under a checkpoint name. Nothing is
-ever unpickled: loading uses safetensors and json only.
+the parent directory fsynced (the rename is atomic on POSIX); old checkpoints are renamed to a trash name
+before they are deleted. So a SIGKILL at any moment leaves either the previous checkpoint set or the new one,
+never a half-written or half-deleted folder under a checkpoint name (see training.run_folder). Nothing is
+ever unpickled: loading uses safetensors and json only, and a damaged file is named in a one-line error.
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,40 +30,27 @@ from torch import Tensor, nn
 
 from noisecraft.errors import NoisecraftError
 
-CHECKPOINT_RE = re.compile(r"^step-(\d{8})$")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Atomic file-system helpers.
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a rename inside it survives power loss (no-op where unsupported)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+# Folder layout, listing, atomic renames and checks live in run_folder (no torch); re-exported here.
+from noisecraft.training.run_folder import (  # noqa: F401
+    CHECKPOINT_RE,
+    RESUME_FIXED,
+    check_resumable,
+    checkpoint_dir,
+    checkpoint_problem,
+    fsync_dir,
+    latest_checkpoint,
+    list_checkpoints,
+    prune,
+    remove_dir_atomic,
+    remove_leftovers,
+    resumable_checkpoint,
+    write_text_atomic,
+)
 
 
 def fsync_file(path: Path) -> None:
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a fsynced temporary file and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
@@ -139,24 +124,6 @@ def set_rng_state(tensors: dict[str, Tensor], meta: dict[str, Any], generator: t
 
 # ---------------------------------------------------------------------------------------------------------
 # Checkpoint folders.
-def checkpoint_dir(out_dir: str | Path) -> Path:
-    return Path(out_dir) / "checkpoints"
-
-
-def list_checkpoints(out_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (temporary folders are never listed)."""
-    root = checkpoint_dir(out_dir)
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and CHECKPOINT_RE.match(p.name)]
-    return sorted((p for p in found if (p / "state.json").is_file()), key=lambda p: p.name)
-
-
-def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    found = list_checkpoints(out_dir)
-    return found[-1] if found else None
-
-
 def prepare_checkpoint(out_dir: str | Path, step: int) -> Path:
     """Create (and return) the temporary folder that all processes write checkpoint `step` into."""
     tmp = checkpoint_dir(out_dir) / f".tmp-step-{step:08d}"
@@ -193,35 +160,17 @@ def commit_checkpoint(tmp: Path, keep_last: int) -> Path:
     """Rename the finished temporary folder into place atomically, then prune to the newest `keep_last`."""
     final = tmp.parent / tmp.name.removeprefix(".tmp-")
     fsync_dir(tmp)
-    if final.exists():  # a re-run of the same step after a crash: replace the old copy
-        shutil.rmtree(final)
+    if final.exists():  # a re-run of the same step after a crash (or a damaged copy): replace the old one
+        remove_dir_atomic(final)
     os.replace(tmp, final)
     fsync_dir(final.parent)
-    for old in list_checkpoints(final.parent.parent)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
-    for stale in final.parent.glob(".tmp-step-*"):  # leftovers of a killed write
-        if stale != tmp:
-            shutil.rmtree(stale, ignore_errors=True)
+    prune(final.parent.parent, keep_last)
+    remove_leftovers(final.parent.parent)  # temporary folders of killed writes, trash of killed prunes
     return final
 
 
 def read_state(ckpt: Path) -> dict[str, Any]:
     return json.loads((Path(ckpt) / "state.json").read_text())
-
-
-# what may not change between a run and its resumption (cadences, steps, lr and paths may)
-RESUME_FIXED = ("data", "model", "seed", "batch_size", "label_dropout", "loss", "ema")
-
-
-def check_resumable(ckpt: Path, config: dict[str, Any]) -> None:
-    """Refuse to resume with a config whose data, model, seed, batch or loss differ from the checkpoint's."""
-    saved = json.loads((Path(ckpt) / "config.json").read_text())
-    changed = [k for k in RESUME_FIXED if saved.get(k) != config.get(k)]
-    if changed:
-        raise NoisecraftError(
-            f"cannot resume {ckpt}: the config changed in {', '.join(changed)}; resume with the run's own config "
-            "(omit --config) or start a new --out"
-        )
 
 
 def restore_rank_state(ckpt: Path, rank: int, generator: torch.Generator | None) -> None:
@@ -239,7 +188,7 @@ def restore_rank_state(ckpt: Path, rank: int, generator: torch.Generator | None)
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder (→ its latest checkpoint) or a checkpoint folder itself."""
     path = Path(path)
-    if (path / "state.json").is_file() and (path / "ema.safetensors").is_file():
+    if (path / "state.json").is_file() or CHECKPOINT_RE.match(path.name):
         return path
     ckpt = latest_checkpoint(path)
     if ckpt is None:
@@ -248,6 +197,16 @@ def resolve_checkpoint(path: str | Path) -> Path:
             "`noisecraft train` (it has checkpoints/step-*/) or one checkpoint folder"
         )
     return ckpt
+
+
+def check_loadable(ckpt: Path, weights: str) -> None:
+    """Raise a NoisecraftError naming the file if `ckpt` lacks a whole config.json and `weights` file."""
+    problem = checkpoint_problem(ckpt, ("config.json", weights))
+    if problem is None:
+        return
+    older = [p for p in list_checkpoints(ckpt.parent.parent) if p != ckpt and not checkpoint_problem(p)]
+    hint = f"use an older checkpoint, e.g. {older[-1]}" if older else "restore the file or train again"
+    raise NoisecraftError(f"checkpoint {ckpt} is damaged: {problem}; {hint}")
 
 
 def load_run(path: str | Path, ema: bool = True, device: str | torch.device | None = None):
@@ -261,7 +220,13 @@ def load_run(path: str | Path, ema: bool = True, device: str | torch.device | No
     from noisecraft.training.setup import build_model
 
     ckpt = resolve_checkpoint(path)
+    weights = "ema.safetensors" if ema else "model.safetensors"
+    check_loadable(ckpt, weights)
     cfg = TrainConfig.from_dict(json.loads((ckpt / "config.json").read_text()))
     denoiser, schedule = build_model(cfg)
-    denoiser.load_state_dict(load_tensors(ckpt / ("ema.safetensors" if ema else "model.safetensors")))
+    try:
+        denoiser.load_state_dict(load_tensors(ckpt / weights))
+    except (RuntimeError, OSError) as e:  # SafetensorError is a RuntimeError; shapes that do not fit too
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise NoisecraftError(f"cannot load {ckpt / weights} into the model of its config.json ({msg})") from None
     return denoiser.to(resolve_device(device)).eval().requires_grad_(False), schedule, cfg

@@ -50,6 +50,7 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
     if last is not None and not resume:
         raise NoisecraftError(f"{out} already holds checkpoints: pass --resume to continue, or choose a new --out")
     if last is not None:
+        last = ckpt.resumable_checkpoint(out, say=print)  # the newest complete one; a damaged newer one is named
         ckpt.check_resumable(last, cfg.to_dict())
     # Accelerate keeps one process-wide state: forget the last run's settings (mixed precision) so a second
     # train() in the same Python session takes its own; the distributed process group is kept.
@@ -91,6 +92,7 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
 
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_leftovers(out)  # half-written or half-deleted checkpoint folders of a killed run
         ckpt.write_text_atomic(out / "config.json", cfg.to_json())
         _truncate_log(out / "log.jsonl", start)
     acc.init_trackers("noisecraft")
