@@ -3,8 +3,7 @@ trained digits model, and judged by an independent classifier.
 
 1. Inversion: PSNR of invert → regenerate against the input, by sampler, steps and fixed-point iterations,
    on (a) an exact Gaussian-mixture denoiser on 8x8 "images" and (b) real digits (the evaluation test split) through a
-   trained run. Ours (noisecraft.editing.edits) beside the peer, engineer A's noisecraft.sampling.inversion, in the
-   same run, with the MSE ratio (< 1: ours reconstructs better) and network calls (NFE).
+   trained run (noisecraft.sampling.inversion, the library's one inversion API), with network calls (NFE).
 2. Inpainting (digits test split): unmasked pixels preserved (max |Δ|), MSE of the filled region against the
    truth, class kept (independent judge's accuracy on the true label), and Fréchet distance of the judge's
    features against the real test set, for replace and RePaint, beside a mean-image fill baseline.
@@ -84,8 +83,7 @@ def _summary(rec: Tensor, x: Tensor) -> dict:
 
 
 def inversion_table(name: str, denoiser, schedule, x: Tensor, steps: list[int], cond: dict) -> list[dict]:
-    from noisecraft.editing.edits import invert, regenerate
-    from noisecraft.sampling import inversion as peer
+    from noisecraft.sampling.inversion import invert, regenerate
 
     rows = []
     for sampler, iters in [("euler", 0), ("euler", 3), ("heun", 0), ("heun", 3), ("ddim", 3)]:
@@ -100,27 +98,12 @@ def inversion_table(name: str, denoiser, schedule, x: Tensor, steps: list[int], 
                 steps=n,
                 ours=_summary(regenerate(m, z, sig, sampler=sampler, cond=cond), x),
                 nfe=m.nfe,
-                peer=None,
-                peer_nfe=None,
             )
-            p = Counting(denoiser)
-            try:
-                zp = peer.invert(p, x, sig, sampler=sampler, cond=cond, fixed_point_iters=iters)
-                row["peer"] = _summary(peer.reconstruct(p, zp, sig, sampler=sampler, cond=cond), x)
-                row["peer_nfe"] = p.nfe
-            except ValueError as e:  # the peer does not offer this combination
-                row["peer_error"] = str(e)
             rows.append(row)
-            o, q = row["ours"], row["peer"]
-            peer_txt = (
-                f"peer {q['median']:6.1f} / {q['min']:5.1f} / {q['pooled']:5.1f} dB ({p.nfe:4d} NFE)"
-                f"  pooled-MSE ratio ours/peer {10 ** ((q['pooled'] - o['pooled']) / 10):.3g}"
-                if q
-                else "peer n/a"
-            )
+            o = row["ours"]
             print(
                 f"  {name:6s} {sampler:5s} it{iters} {n:4d} steps: ours {o['median']:6.1f} / {o['min']:5.1f} / "
-                f"{o['pooled']:5.1f} dB ({m.nfe:4d} NFE)   {peer_txt}",
+                f"{o['pooled']:5.1f} dB ({m.nfe:4d} NFE)",
                 flush=True,
             )
     return rows
@@ -147,12 +130,13 @@ def main() -> None:
     t0 = time.time()
 
     from noisecraft.core.schedules import make_schedule
-    from noisecraft.editing.edits import psnr, regenerate, swap_class
+    from noisecraft.editing.edits import psnr, swap_class
     from noisecraft.editing.inpaint import inpaint
     from noisecraft.editing.io import rect_mask, save_comparison
     from noisecraft.evaluation.features import BuiltinFeatures
     from noisecraft.evaluation.metrics import frechet_distance
     from noisecraft.evaluation.reference import reference_images
+    from noisecraft.sampling.inversion import regenerate
     from noisecraft.sampling.noise import per_sample_generators
     from noisecraft.training.checkpoint import load_run
 

@@ -85,9 +85,10 @@ def test_guidance_stays_on_the_model_device():
 
 
 def test_editing_stays_on_the_model_device():
-    from noisecraft.editing.edits import interpolate, invert, regenerate, swap_class
+    from noisecraft.editing.edits import interpolate, swap_class
     from noisecraft.editing.inpaint import inpaint
     from noisecraft.editing.sdedit import img2img
+    from noisecraft.sampling.inversion import invert, regenerate
 
     den, sched = meta_model(num_classes=3)
     sig = step_sigmas(sched, 4)

@@ -13,10 +13,11 @@ import torch
 
 from noisecraft.core.oracles import GaussianData, GaussianMixture
 from noisecraft.core.schedules import make_schedule
-from noisecraft.editing.edits import interpolate, invert, psnr, reconstruct, regenerate, slerp, swap_class
+from noisecraft.editing.edits import interpolate, psnr, slerp, swap_class
 from noisecraft.editing.inpaint import KnownRegionDenoiser, inpaint, repaint_schedule
 from noisecraft.editing.sdedit import img2img, strength_sigmas
 from noisecraft.errors import NoisecraftError
+from noisecraft.sampling.inversion import invert, reconstruct, regenerate
 from noisecraft.sampling.noise import per_sample_generators
 from noisecraft.sampling.samplers import SAMPLERS, get_sampler
 from noisecraft.sampling.steps import step_sigmas

@@ -11,7 +11,7 @@ import torch
 from noisecraft.core.oracles import GaussianData, GaussianMixture
 from noisecraft.core.schedules import make_schedule
 from noisecraft.errors import NoisecraftError
-from noisecraft.sampling.inversion import invert, reconstruct
+from noisecraft.sampling.inversion import invert, regenerate
 from noisecraft.sampling.steps import step_sigmas
 
 SCHEDULE = make_schedule("edm", sigma_hi=20.0)
@@ -26,7 +26,7 @@ def data():
 
 def round_trip(gm, x0, n, sampler, **kw) -> float:
     sig = step_sigmas(SCHEDULE, n, "karras")
-    return float((reconstruct(gm, invert(gm, x0, sig, sampler=sampler, **kw), sig, sampler=sampler) - x0).abs().max())
+    return float((regenerate(gm, invert(gm, x0, sig, sampler=sampler, **kw), sig, sampler=sampler) - x0).abs().max())
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "heun", "dpmpp_2m", "dpmpp_3m"])
@@ -41,7 +41,7 @@ def test_round_trip_error_shrinks_with_steps(data, sampler):
 def test_fixed_point_inversion_is_exact_per_step(data, sampler):
     gm, x0 = data
     plain = round_trip(gm, x0, 20, sampler)
-    errs = [round_trip(gm, x0, 20, sampler, fixed_point_iters=k) for k in (2, 8, 16)]
+    errs = [round_trip(gm, x0, 20, sampler, iters=k) for k in (2, 8, 16)]
     assert errs[0] > errs[1] > errs[2] and errs[1] < 0.05 * plain and errs[2] < 1e-3, (plain, errs)
 
 
@@ -68,8 +68,8 @@ def test_partial_inversion_to_an_intermediate_level(data):
     """Encoding to σ_k only (the σ list of an img2img/SDEdit edit), then decoding, still round-trips."""
     gm, x0 = data
     sig = step_sigmas(SCHEDULE, 40, "karras")[20:]
-    x_k = invert(gm, x0, sig, sampler="ddim", fixed_point_iters=16)
-    assert float((reconstruct(gm, x_k, sig, sampler="ddim") - x0).abs().max()) < 1e-3
+    x_k = invert(gm, x0, sig, sampler="ddim", iters=16)
+    assert float((regenerate(gm, x_k, sig, sampler="ddim") - x0).abs().max()) < 1e-3
 
 
 def test_inversion_reports_calls_and_rejects_bad_input(data):
@@ -81,6 +81,26 @@ def test_inversion_reports_calls_and_rejects_bad_input(data):
     with pytest.raises(NoisecraftError, match="valid choices: .*ddim.*heun"):
         invert(gm, x0, sig, sampler="ddpm")
     with pytest.raises(NoisecraftError, match="one-step solver"):
-        invert(gm, x0, sig, sampler="dpmpp_2m", fixed_point_iters=2)
+        invert(gm, x0, sig, sampler="dpmpp_2m", iters=2)
     with pytest.raises(NoisecraftError, match="descending"):
         invert(gm, x0, sig.flip(0), sampler="ddim")
+
+
+def test_one_inversion_api_and_multistep_regenerate_uses_history(data):
+    """nc.invert, noisecraft.editing.invert and sampling.inversion.invert are one function; regenerate runs
+    dpmpp_2m as the sampler does (with history), and other samplers one pair of levels at a time."""
+    import noisecraft as nc
+    from noisecraft import editing
+    from noisecraft.sampling import inversion
+    from noisecraft.sampling.samplers import get_sampler
+
+    assert nc.invert is editing.invert is inversion.invert
+    assert nc.regenerate is editing.regenerate is inversion.regenerate
+    gm, x0 = data
+    sig = step_sigmas(SCHEDULE, 12, "karras")
+    z = SCHEDULE.sigma_max * torch.randn(x0.shape, generator=torch.Generator().manual_seed(4), dtype=x0.dtype)
+    full = get_sampler("dpmpp_2m")(gm, z, sig)
+    assert torch.equal(regenerate(gm, z, sig, sampler="dpmpp_2m"), full)
+    with pytest.warns(UserWarning, match="first-order"):
+        pairwise = regenerate(gm, z, sig, sampler="unipc")
+    assert not torch.allclose(pairwise, get_sampler("unipc")(gm, z, sig))  # unipc runs as its first-order start

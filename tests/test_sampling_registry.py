@@ -48,13 +48,24 @@ def test_register_keeps_the_def_and_its_signature():
 
 
 def test_regenerate_says_that_a_multistep_sampler_runs_first_order():
-    from noisecraft.editing.edits import invert, regenerate
+    """unipc (a multistep sampler without an upward rule) is stepped one pair of levels per call, and a warning
+    says so; dpmpp_2m/3m keep their history (sampling.inversion), so they run as the sampler and do not warn."""
+    import warnings
+
+    from noisecraft.sampling.inversion import invert, regenerate
+    from noisecraft.sampling.registry import get_sampler
 
     gm, sch = blobs(4, 1), make_schedule("edm")
     sig = step_sigmas(sch, 6, "karras")
     z = sch.sigma_max * torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with pytest.warns(UserWarning, match="multistep sampler.*first-order"):
-        a = regenerate(gm, z, sig, sampler="dpmpp_2m")
-    torch.testing.assert_close(a, regenerate(gm, z, sig, sampler="ddim"))  # what it actually ran
+        a = regenerate(gm, z, sig, sampler="unipc")
+    ref = z
+    for i in range(len(sig) - 1):
+        ref = get_sampler("unipc")(gm, ref, sig[i : i + 2])
+    torch.testing.assert_close(a, ref)  # what it actually ran
     with pytest.warns(UserWarning, match="multistep"):
         invert(gm, a, sig, sampler="unipc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(regenerate(gm, z, sig, sampler="dpmpp_2m"), get_sampler("dpmpp_2m")(gm, z, sig))

@@ -69,6 +69,7 @@ _EXPORTS: dict[str, str] = {
     "load_schedule": "noisecraft.sampling.steps",
     "invert": "noisecraft.sampling.inversion",
     "reconstruct": "noisecraft.sampling.inversion",
+    "regenerate": "noisecraft.sampling.inversion",
     "per_sample_generators": "noisecraft.sampling.noise",
     # guidance (classifier-free and classifier guidance as denoiser transforms)
     "CFGDenoiser": "noisecraft.sampling.guidance",
@@ -122,7 +123,7 @@ _EXPORTS: dict[str, str] = {
     "ddpm_vlb": "noisecraft.evaluation.likelihood",
     "mmd_rbf": "noisecraft.evaluation.distances",
     "sliced_wasserstein": "noisecraft.evaluation.distances",
-    # editing (the inversion-based edits; editing.edits.invert/regenerate are the edit-side inversion)
+    # editing (the inversion-based edits, built on sampling.inversion's invert/regenerate)
     "img2img": "noisecraft.editing.sdedit",
     "inpaint": "noisecraft.editing.inpaint",
     "swap_class": "noisecraft.editing.edits",
@@ -205,7 +206,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see (the same names as _EXPORTS
         MixtureClassifier,
         build_guided_denoiser,
     )
-    from noisecraft.sampling.inversion import invert, reconstruct
+    from noisecraft.sampling.inversion import invert, reconstruct, regenerate
     from noisecraft.sampling.noise import per_sample_generators
     from noisecraft.sampling.registry import SAMPLER_INFO, SAMPLERS, Step, get_sampler, iterate, sampler_knobs
     from noisecraft.sampling.steps import STEP_SCHEDULES, fit_schedule, load_schedule, save_schedule, step_sigmas

@@ -264,8 +264,9 @@ def _inpaint(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
 def _invert(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
     import torch
 
-    from noisecraft.editing.edits import invert, psnr, regenerate
+    from noisecraft.editing.edits import psnr
     from noisecraft.editing.io import save_comparison, save_image
+    from noisecraft.sampling.inversion import invert, regenerate
 
     _check_label("--class", args.class_label, cfg.model.num_classes)
     x = _load(args.images, res, ch, dev)

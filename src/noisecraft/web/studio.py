@@ -357,6 +357,7 @@ class Studio:
     def _edit(self, job: Job, s: dict, o: dict, x: torch.Tensor) -> dict[str, Any]:
         from noisecraft.editing import edits, sdedit
         from noisecraft.editing.inpaint import inpaint
+        from noisecraft.sampling import inversion
         from noisecraft.sampling.noise import per_sample_generators
         from noisecraft.sampling.steps import step_sigmas
 
@@ -401,8 +402,8 @@ class Studio:
             res["kept"] = image_urls(x * (1 - mask))[0]
         elif mode == "invert":
             c = cond(o["label"], 1)
-            z = edits.invert(den, x, sigmas, sampler=s["sampler"], iters=o["iters"], cond=c, callback=cb)
-            y = edits.regenerate(den, z, sigmas, sampler=s["sampler"], cond=c, callback=cb)
+            z = inversion.invert(den, x, sigmas, sampler=s["sampler"], iters=o["iters"], cond=c, callback=cb)
+            y = inversion.regenerate(den, z, sigmas, sampler=s["sampler"], cond=c, callback=cb)
             res["psnr"] = round(float(edits.psnr(y, x)[0]), 2)
             res["noise"] = image_urls((z / float(sigmas[0])).clamp(-2, 2) / 2)[0]
             res["message"] += f", {o['iters']} fixed-point iters: round trip PSNR {res['psnr']:.2f} dB"
