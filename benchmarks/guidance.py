@@ -67,8 +67,7 @@ def train_model(dataset: str, resolution: int, out: Path, steps: int, preset: st
 def train_guidance_classifier(run_cfg, out: Path, steps: int) -> Path:
     import dataclasses
 
-    from noisecraft.cli.train_classifier import load_labelled
-    from noisecraft.models.classifier import ClassifierConfig, ClassifierTraining, train_classifier
+    from noisecraft.models.classifier import ClassifierConfig, ClassifierTraining, load_labelled, train_classifier
 
     data = dataclasses.replace(run_cfg.data, labels=True, flip=False)
     images, labels, names = load_labelled(data)

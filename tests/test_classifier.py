@@ -20,6 +20,8 @@ from noisecraft.models.classifier import (
     ClassifierTraining,
     NoisyClassifier,
     accuracy_by_sigma,
+    holdout_accuracy,
+    holdout_split,
     load_classifier,
     train_classifier,
 )
@@ -57,6 +59,21 @@ def test_trained_classifier_is_accurate_at_low_noise_and_degrades_with_sigma(tra
     assert acc[0.05] > 0.95
     assert acc[20.0] < 0.6  # at σ = 20 the image is almost pure noise: near chance (1/3)
     assert acc[0.05] >= acc[1.0] >= acc[20.0] - 0.05
+
+
+def test_holdout_split_and_accuracy(trained):
+    gm, model = trained
+    train, test = holdout_split(50, 0.1, seed=3)
+    assert len(test) == 5 and sorted(torch.cat([train, test]).tolist()) == list(range(50))
+    assert torch.equal(holdout_split(50, 0.1, seed=3)[1], test) and not torch.equal(holdout_split(50, 0.1, 4)[1], test)
+    assert len(holdout_split(50, 0.0)[1]) == 0
+    with pytest.raises(NoisecraftError, match=r"\[0, 1\)"):
+        holdout_split(50, 1.0)
+    x, y = gm.sample(300, torch.Generator().manual_seed(2))
+    acc = holdout_accuracy(model, x.float(), y, seed=1)
+    sched = model.config.build_schedule()
+    assert list(acc) == [s for s in (0.02, 0.1, 0.3, 1.0, 3.0, 10.0) if sched.sigma_min <= s <= sched.sigma_max]
+    assert acc == accuracy_by_sigma(model, x.float(), y, list(acc), seed=1) and acc[0.1] > 0.9
 
 
 def test_save_load_round_trip(trained, tmp_path):

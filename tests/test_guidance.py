@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from noisecraft.core.oracles import GaussianMixture
+from noisecraft.core.schedules import make_schedule
 from noisecraft.errors import NoisecraftError
 from noisecraft.sampling.guidance import (
     CFGDenoiser,
@@ -221,3 +222,28 @@ def test_classifier_guidance_works_under_inference_mode():
     with torch.inference_mode():
         out = guided(x, 0.8, class_labels=y)
     torch.testing.assert_close(out.clone(), ref)
+
+
+def test_guidance_sweep_cells_are_the_guided_samples_with_shared_seeds():
+    """Each cell of the sweep is the guided model sampled with the row's seeds; at CFG scale 0 (unconditional)
+    every row's block is the same samples, and a vector model is refused."""
+    from noisecraft.sampling.generate import generate
+    from noisecraft.sampling.sweep import guidance_sweep
+
+    model, shape = LabelledMixture(mixture(shape=(1, 1, 2))), (1, 1, 2)
+    sch = make_schedule("edm")
+    classes, scales = [0, 2], [0.0, 3.0]
+    imgs, layout = guidance_sweep(model, sch, shape, classes, scales, per_cell=2, seed=5, steps=6)
+    assert imgs.shape == (8, *shape)
+    assert layout["rows"] == classes and layout["columns"] == [0.0, 0.0, 3.0, 3.0] and layout["seeds"] == [5, 6]
+    for r, k in enumerate(classes):
+        for j, s in enumerate(scales):
+            guided = build_guided_denoiser(model, class_label=k, cfg_scale=s, sample_shape=shape)
+            ref = generate(guided, sch, shape, [5, 6], steps=6, class_labels=torch.full((2,), k))
+            assert torch.equal(imgs[(2 * r + j) * 2 : (2 * r + j + 1) * 2], ref)
+    assert torch.equal(imgs[0:2], imgs[4:6])  # scale 0: the class does not matter
+    assert not torch.equal(imgs[2:4], imgs[6:8])  # scale 3: it does
+    _, layout = guidance_sweep(model, sch, shape, [1], [1.0], classifier=MixtureClassifier(model.gm), steps=2)
+    assert layout["method"] == "classifier"
+    with pytest.raises(NoisecraftError, match="image grids"):
+        guidance_sweep(model, sch, (2,), [0], [1.0], steps=2)

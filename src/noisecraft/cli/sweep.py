@@ -70,11 +70,9 @@ def run(args: argparse.Namespace) -> int:
     scales, classes = parse_scales(args.scales), parse_classes(args.classes)
     if not Path(args.run).exists():
         raise NoisecraftError(f"run folder {args.run!r} does not exist")
-    import torch
-
     from noisecraft.data.io import save_grid
-    from noisecraft.sampling.generate import generate, resolve_device
-    from noisecraft.sampling.guidance import build_guided_denoiser
+    from noisecraft.sampling.generate import resolve_device
+    from noisecraft.sampling.sweep import guidance_sweep
     from noisecraft.training.checkpoint import load_run
     from noisecraft.training.setup import sample_shape
 
@@ -85,44 +83,26 @@ def run(args: argparse.Namespace) -> int:
         from noisecraft.models.classifier import load_classifier
 
         classifier = load_classifier(args.classifier, device=device)
-    shape = sample_shape(cfg)
-    if len(shape) != 3:
-        raise NoisecraftError("sweep draws image grids; this run is a 2-D toy model")
+    images, layout = guidance_sweep(
+        denoiser,
+        schedule,
+        sample_shape(cfg),
+        classes,
+        scales,
+        num_classes=cfg.model.num_classes,
+        classifier=classifier,
+        cfg_interval=args.cfg_interval,
+        cfg_rescale=args.cfg_rescale,
+        per_cell=args.per_cell,
+        seed=args.seed,
+        sampler=args.sampler,
+        steps=args.steps,
+        on_row=lambda k: print(f"class {k}: {len(scales)} scales done"),
+    )
     n = args.per_cell
-    seeds = list(range(args.seed, args.seed + n))
-    rows = []
-    for k in classes:
-        cells = []
-        for s in scales:
-            guided = build_guided_denoiser(
-                denoiser,
-                class_label=k,
-                cfg_scale=None if classifier is not None else s,
-                cfg_interval=args.cfg_interval if classifier is None else None,
-                cfg_rescale=args.cfg_rescale if classifier is None else 0.0,
-                classifier=classifier,
-                classifier_scale=s,
-                num_classes=cfg.model.num_classes,
-                sample_shape=shape,
-            )
-            x = generate(guided, schedule, shape, seeds, sampler=args.sampler, steps=args.steps,
-                         class_labels=torch.full((n,), k, dtype=torch.long))  # fmt: skip
-            cells.append(x)
-        rows.append(torch.cat(cells))
-        print(f"class {k}: {len(scales)} scales done")
     out = Path(args.out or Path(args.run) / "sweep")
-    grid = save_grid(torch.cat(rows), out / "grid.png", nrow=len(scales) * n)
-    layout = {
-        "method": "classifier" if classifier is not None else "cfg",
-        "rows": classes,
-        "columns": [s for s in scales for _ in range(n)],
-        "seeds": seeds,
-        "sampler": args.sampler,
-        "steps": args.steps,
-        "cfg_interval": args.cfg_interval,
-        "cfg_rescale": args.cfg_rescale,
-        "classifier": args.classifier,
-    }
+    grid = save_grid(images, out / "grid.png", nrow=len(scales) * n)
+    layout["classifier"] = args.classifier
     (out / "sweep.json").write_text(json.dumps(layout, indent=2))
     print(f"wrote {grid} ({len(classes)} classes × {len(scales)} scales × {n}) and {out / 'sweep.json'}")
     return 0

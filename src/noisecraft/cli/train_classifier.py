@@ -36,23 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def load_labelled(data_cfg) -> tuple:
-    """(images (N, C, H, W) float32 in [−1, 1], labels (N,) int64, class names) of a labelled DataConfig."""
-    import torch
-
-    from noisecraft.data.datasets import make_dataset
-    from noisecraft.errors import NoisecraftError
-
-    dataset = make_dataset(data_cfg)
-    if len(dataset) == 0:
-        raise NoisecraftError(f"data source {data_cfg.source!r} has no images")
-    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=len(dataset))))
-    if batch["x"].ndim != 4:
-        raise NoisecraftError(f"a classifier needs images; {data_cfg.source!r} gives items of shape {batch['x'].shape}")
-    names = getattr(dataset, "class_names", None)
-    return batch["x"].float(), batch["label"].long(), (list(names) if names else None)
-
-
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     import json
@@ -66,13 +49,14 @@ def run(args: argparse.Namespace) -> int:
         raise NoisecraftError(f"--holdout must lie in [0, 1), got {args.holdout}")
     if args.run is None and args.data is None:
         raise NoisecraftError("pass --data SOURCE (e.g. digits) or --run RUN_DIR")
-    import torch
 
     from noisecraft.data.config import DataConfig
     from noisecraft.models.classifier import (
         ClassifierConfig,
         ClassifierTraining,
-        accuracy_by_sigma,
+        holdout_accuracy,
+        holdout_split,
+        load_labelled,
         train_classifier,
     )
 
@@ -96,10 +80,8 @@ def run(args: argparse.Namespace) -> int:
         data = DataConfig(source=args.data, resolution=args.resolution or 16, channels=args.channels or 1, labels=True)
     images, labels, names = load_labelled(data)
     num_classes = int(labels.max()) + 1 if names is None else len(names)
-    g = torch.Generator().manual_seed(args.seed)
-    perm = torch.randperm(len(images), generator=g)
-    n_test = round(args.holdout * len(images))
-    test, train = perm[:n_test], perm[n_test:]
+    train, test = holdout_split(len(images), args.holdout, args.seed)
+    n_test = len(test)
     config = ClassifierConfig(
         resolution=images.shape[-1],
         channels=images.shape[1],
@@ -117,9 +99,7 @@ def run(args: argparse.Namespace) -> int:
     out = model.save(args.out)
     metrics: dict = {"data": data.source, "train_images": len(train), "test_images": n_test}
     if n_test:
-        sched = config.build_schedule()
-        grid = [s for s in (0.02, 0.1, 0.3, 1.0, 3.0, 10.0) if sched.sigma_min <= s <= sched.sigma_max]
-        acc = accuracy_by_sigma(model, images[test], labels[test], grid, seed=args.seed)
+        acc = holdout_accuracy(model, images[test], labels[test], seed=args.seed)
         metrics["accuracy_by_sigma"] = {str(k): v for k, v in acc.items()}
         print("held-out accuracy by noise level: " + ", ".join(f"σ={k:g}: {v:.3f}" for k, v in acc.items()))
     (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=2))

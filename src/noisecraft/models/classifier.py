@@ -277,3 +277,37 @@ def accuracy_by_sigma(
             right += (model(x, s).argmax(-1) == y).sum().item()
         out[float(s)] = right / len(images)
     return out
+
+
+# The noise levels at which a classifier's held-out accuracy is reported (those inside its schedule's range).
+HOLDOUT_SIGMAS = (0.02, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+def holdout_split(n: int, holdout: float, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """(train indices, test indices) of a seeded random split of n items; round(holdout·n) are held out."""
+    if not 0 <= holdout < 1:
+        raise NoisecraftError(f"the held-out fraction must lie in [0, 1), got {holdout}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_test = round(holdout * n)
+    return perm[n_test:], perm[:n_test]
+
+
+def holdout_accuracy(model: NoisyClassifier, images: Tensor, labels: Tensor, seed: int = 0) -> dict[float, float]:
+    """Held-out accuracy at each σ of HOLDOUT_SIGMAS that lies in the classifier's schedule range."""
+    sched = model.config.build_schedule()
+    grid = [s for s in HOLDOUT_SIGMAS if sched.sigma_min <= s <= sched.sigma_max]
+    return accuracy_by_sigma(model, images, labels, grid, seed=seed)
+
+
+def load_labelled(data_cfg) -> tuple[Tensor, Tensor, list[str] | None]:
+    """(images (N, C, H, W) float32 in [−1, 1], labels (N,) int64, class names) of a labelled DataConfig."""
+    from noisecraft.data.datasets import make_dataset
+
+    dataset = make_dataset(data_cfg)
+    if len(dataset) == 0:
+        raise NoisecraftError(f"data source {data_cfg.source!r} has no images")
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=len(dataset))))
+    if batch["x"].ndim != 4:
+        raise NoisecraftError(f"a classifier needs images; {data_cfg.source!r} gives items of shape {batch['x'].shape}")
+    names = getattr(dataset, "class_names", None)
+    return batch["x"].float(), batch["label"].long(), (list(names) if names else None)
