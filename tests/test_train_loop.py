@@ -60,6 +60,33 @@ def test_lr_warmup_then_cosine_to_floor():
     assert lrs[10] == pytest.approx(1e-3) and lr_at(100, o, 100) == pytest.approx(1e-4)
 
 
+def test_toy_and_classifier_loops_follow_the_one_lr_schedule(monkeypatch):
+    """The 2-D toy loop and the noisy-classifier loop step AdamW at the rates of core.lr_schedule.warmup_cosine,
+    the function behind lr_at (the main loop)."""
+    from noisecraft.core.lr_schedule import warmup_cosine
+    from noisecraft.models.classifier import ClassifierConfig, ClassifierTraining, train_classifier
+    from noisecraft.training.toy import ToyConfig, train_toy
+
+    seen: list[float] = []
+    step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    o = OptimConfig(lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    assert [lr_at(s, o, 100) for s in range(101)] == [warmup_cosine(s, 1e-3, 100, 10, 0.1) for s in range(101)]
+    train_toy(ToyConfig(dataset="gmm", iterations=40, batch=8, num_points=64, hidden=8, depth=1), progress=False)
+    assert seen == [warmup_cosine(i, 2e-3, 40, 2) for i in range(40)]  # warm-up: at most 5 % of the run
+    seen.clear()
+    cfg = ClassifierConfig(resolution=4, channels=1, num_classes=2, width=4, mult=(1,))
+    x, y = torch.randn(16, 1, 4, 4), torch.arange(16) % 2
+    train_classifier(x, y, cfg, ClassifierTraining(steps=12, batch=4, lr=1e-3, warmup_steps=3), progress=False)
+    assert seen == [warmup_cosine(i, 1e-3, 12, 3) for i in range(12)]
+    assert seen[0] < seen[1] < seen[2] == pytest.approx(1e-3) and seen[-1] < seen[4] < seen[2]
+
+
 def test_each_epoch_visits_every_item_once_and_order_depends_only_on_seed():
     n = 37
     idx = batch_indices(n, seed=3, start=0, size=3 * n)

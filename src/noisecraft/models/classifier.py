@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from noisecraft.core.denoiser import batch_sigma
+from noisecraft.core.lr_schedule import warmup_cosine
 from noisecraft.core.schedules import SCHEDULES, Schedule, make_schedule
 from noisecraft.errors import NoisecraftError, check_choice
 from noisecraft.models.mlp import FourierEmbedding
@@ -195,7 +196,8 @@ class ClassifierTraining:
 
     steps: int = 2000
     batch: int = 128
-    lr: float = 2e-3
+    lr: float = 2e-3  # peak learning rate of the warm-up + cosine schedule (core.lr_schedule)
+    warmup_steps: int = 100
     weight_decay: float = 0.05
     seed: int = 0
 
@@ -203,6 +205,8 @@ class ClassifierTraining:
         for name in ("steps", "batch"):
             if getattr(self, name) < 1:
                 raise NoisecraftError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise NoisecraftError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if not self.lr > 0:
             raise NoisecraftError(f"lr must be positive, got {self.lr}")
 
@@ -244,17 +248,16 @@ def train_classifier(
     schedule = config.build_schedule()
     model = NoisyClassifier(config)
     opt = torch.optim.AdamW(model.parameters(), lr=training.lr, weight_decay=training.weight_decay)
-    lr_at = lambda i: min(1.0, (i + 1) / 100) * 0.5 * (1 + math.cos(math.pi * i / training.steps))  # noqa: E731
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     bar = tqdm(range(training.steps), desc="train classifier", disable=not progress)
-    for _ in bar:
+    for i in bar:
+        for group in opt.param_groups:
+            group["lr"] = warmup_cosine(i, training.lr, training.steps, training.warmup_steps)
         idx = torch.randint(0, images.shape[0], (training.batch,), generator=g)
         x, sigma = noisy_batch(images[idx], schedule, g)  # (B, C, H, W), (B,)
         loss = F.cross_entropy(model(x, sigma), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         if log is not None:
             log.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from noisecraft.core.denoiser import PreconditionedDenoiser
 from noisecraft.core.losses import DenoisingLoss
+from noisecraft.core.lr_schedule import warmup_cosine
 from noisecraft.core.schedules import Schedule
 from noisecraft.data.transforms import from_pixels, to_pixels
 from noisecraft.errors import NoisecraftError
@@ -59,13 +60,7 @@ def check_compatible(cfg: TrainConfig) -> None:
 
 def lr_at(step: int, optim: OptimConfig, total_steps: int) -> float:
     """Linear warm-up over warmup_steps, then cosine decay to min_lr_ratio·lr at the last step (or constant)."""
-    if step < optim.warmup_steps:
-        return optim.lr * (step + 1) / optim.warmup_steps
-    if optim.decay == "constant":
-        return optim.lr
-    progress = (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps)
-    ratio = optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return optim.lr * ratio
+    return warmup_cosine(step, optim.lr, total_steps, optim.warmup_steps, optim.min_lr_ratio, optim.decay)
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:

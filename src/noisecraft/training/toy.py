@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 from noisecraft.core.denoiser import PreconditionedDenoiser
 from noisecraft.core.ema import EMA
 from noisecraft.core.losses import DenoisingLoss
+from noisecraft.core.lr_schedule import warmup_cosine
 from noisecraft.core.precond import Preconditioner
 from noisecraft.core.schedules import make_schedule
 from noisecraft.data.toys import toy_data
@@ -27,7 +28,8 @@ class ToyConfig:
     weighting: str = "native"
     iterations: int = 3000
     batch: int = 512
-    lr: float = 2e-3
+    lr: float = 2e-3  # peak learning rate of the warm-up + cosine schedule (core.lr_schedule)
+    warmup_steps: int = 150  # linear warm-up, at most 5 % of the iterations
     hidden: int = 128
     depth: int = 3
     ema_decay: float = 0.995
@@ -38,6 +40,8 @@ class ToyConfig:
         for name in ("iterations", "batch", "hidden", "depth", "num_points"):
             if getattr(self, name) < 1:
                 raise NoisecraftError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise NoisecraftError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if not self.lr > 0:
             raise NoisecraftError(f"lr must be positive, got {self.lr}")
 
@@ -60,17 +64,18 @@ def train_toy(cfg: ToyConfig, progress: bool = True) -> tuple[PreconditionedDeno
     model, loss_fn = build_toy_model(cfg)
     ema = EMA(model, decay=cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=0.05)
+    warmup = min(cfg.warmup_steps, cfg.iterations // 20)  # at most 5 % of a short run
     g = torch.Generator().manual_seed(cfg.seed)
     history = []
     bar = tqdm(range(cfg.iterations), desc=f"train {cfg.dataset}", disable=not progress)
-    for _ in bar:
+    for i in bar:
+        for group in opt.param_groups:
+            group["lr"] = warmup_cosine(i, cfg.lr, cfg.iterations, warmup)
         x0 = data[torch.randint(0, len(data), (cfg.batch,), generator=g)]  # (B, 2)
         loss = loss_fn(model, x0, generator=g).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         ema.update(model, cfg.batch)
         history.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
