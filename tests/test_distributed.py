@@ -1,5 +1,6 @@
 """The same training in two processes (torchrun or accelerate launch, CPU/gloo): ranks see disjoint data and
-end with equal weights."""
+end with equal weights. Each process runs the `noisecraft train` command line through tests/dist_probe.py,
+which records what the process saw through train()'s callback (the library writes no test files)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from noisecraft.training.setup import batch_indices
 
+PROBE = str(Path(__file__).with_name("dist_probe.py"))  # runs `noisecraft ARGS` and records each process
 LAUNCHERS = {
-    "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"],
+    "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
     # --multi_gpu starts two gloo processes on a CPU machine (--cpu --num_processes 2 would start only one)
     "accelerate": [
         "-m",
@@ -23,7 +26,6 @@ LAUNCHERS = {
         "2",
         "--main_process_port",
         "0",
-        "-m",
     ],
 }
 
@@ -33,7 +35,7 @@ def _train_cmd(out, steps: int, *extra: str, launcher: str = "torchrun") -> list
     return [
         sys.executable,
         *LAUNCHERS[launcher],
-        "noisecraft.cli.main",
+        PROBE,
         "train",
         "--data",
         "toy:swissroll",
@@ -58,10 +60,11 @@ def _train_cmd(out, steps: int, *extra: str, launcher: str = "torchrun") -> list
 def test_two_process_run_shards_data_and_agrees_on_weights(tmp_path, launcher):
     out = tmp_path / "run"
     cmd = _train_cmd(out, 12, "--set", "checkpoint_every=6", launcher=launcher)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "NC_PROBE_DIR": str(tmp_path / "probe")}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
-    ranks = [json.loads((out / "ranks" / f"rank{i}.json").read_text()) for i in range(2)]
+    assert not (out / "ranks").exists()  # the library writes no per-process evidence files
+    ranks = [json.loads((tmp_path / "probe" / f"rank{i}.json").read_text()) for i in range(2)]
     assert [d["world_size"] for d in ranks] == [2, 2]
     a, b = ranks[0]["first_indices"], ranks[1]["first_indices"]
     assert len(a) == len(b) == 16 and not set(a) & set(b)  # different data ...
@@ -122,18 +125,18 @@ def test_two_node_launch_with_c10d_rendezvous(tmp_path):
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "NC_PROBE_DIR": str(tmp_path / "probe")}
     nodes = []
     for node_rank in (0, 1):
         launch = ["-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--node_rank"]
-        launch += [str(node_rank), "--rdzv_backend", "c10d", "--rdzv_endpoint", f"localhost:{port}", "-m"]
-        train_args = _train_cmd(out, 12)[1 + len(LAUNCHERS["torchrun"]) :]  # "noisecraft.cli.main", "train", ...
+        launch += [str(node_rank), "--rdzv_backend", "c10d", "--rdzv_endpoint", f"localhost:{port}"]
+        train_args = _train_cmd(out, 12)[1 + len(LAUNCHERS["torchrun"]) :]  # PROBE, "train", ...
         cmd = [sys.executable, *launch, *train_args]
         nodes.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     for p in nodes:
         err = p.communicate(timeout=240)[1]
         assert p.returncode == 0, err[-3000:]
-    ranks = [json.loads((out / "ranks" / f"rank{i}.json").read_text()) for i in range(2)]
+    ranks = [json.loads((tmp_path / "probe" / f"rank{i}.json").read_text()) for i in range(2)]
     assert [d["world_size"] for d in ranks] == [2, 2]
     assert not set(ranks[0]["first_indices"]) & set(ranks[1]["first_indices"])
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]

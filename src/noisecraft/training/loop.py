@@ -13,9 +13,12 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from noisecraft.core.ema import EMA
 from noisecraft.core.losses import DenoisingLoss
@@ -30,15 +33,34 @@ from noisecraft.training.setup import (
     drop_labels,
     lr_at,
     open_source,
-    param_digest,
     sample_shape,
 )
 
 
-def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool = True) -> Path:
+@dataclass(frozen=True)
+class TrainStep:
+    """What train()'s `callback` sees after each optimiser step, in every process."""
+
+    step: int  # optimiser steps done
+    rank: int
+    world_size: int
+    indices: list[int]  # the data items this process trained on in this step (all micro-batches)
+    loss: float  # this process's mean loss of the step
+    model: nn.Module  # this process's denoiser (the weights being trained)
+
+
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    dataset=None,
+    progress: bool = True,
+    callback: Callable[[TrainStep], None] | None = None,
+) -> Path:
     """Train the run `cfg` (resume=True continues from its latest checkpoint); returns the last checkpoint.
 
     Ctrl-C or SIGTERM ends the current step, writes a checkpoint and raises TrainingInterrupted.
+    `callback(TrainStep)` is called in every process after each optimiser step (e.g. to watch which data each
+    process sees, or its weights); raising from it stops training.
     """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -98,16 +120,18 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
     acc.init_trackers("noisecraft")
     batches = source.batches(start)
     bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and acc.is_main_process), desc="train")
-    t_log, step_log, first_idx = time.perf_counter(), start, None
+    t_log, step_log = time.perf_counter(), start
     null = cfg.model.num_classes
     with StopRequest() as stop:
         for step in range(start, cfg.steps):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, o, cfg.steps)
             loss_sum = torch.zeros((), device=acc.device)
+            seen: list[int] = []
             for m in range(o.grad_accum):
                 idx, batch = next(batches)
-                first_idx = idx.tolist() if first_idx is None else first_idx
+                if callback is not None:
+                    seen.extend(idx.tolist())
                 x0 = source.augment(batch["x"].to(acc.device), g)
                 cond = {}
                 if null:
@@ -133,6 +157,8 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
                 )
             done = step + 1
             bar.update(1)
+            if callback is not None:
+                callback(TrainStep(done, rank, world, seen, loss_sum.item(), denoiser))
             if done % cfg.log_every == 0 or done == cfg.steps:
                 loss_val = acc.reduce(loss_sum, "mean").item()
                 rate = (done - step_log) * cfg.batch_size / max(time.perf_counter() - t_log, 1e-9)
@@ -169,18 +195,6 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
                 acc.end_training()
                 raise TrainingInterrupted(done, ckpt.latest_checkpoint(out), stop.signum)
     bar.close()
-    if world > 1:  # evidence for the multi-process test and for users: shards differ, weights agree
-        (out / "ranks").mkdir(exist_ok=True)
-        (out / "ranks" / f"rank{rank}.json").write_text(
-            json.dumps(
-                {
-                    "rank": rank,
-                    "world_size": world,
-                    "first_indices": first_idx,
-                    "weights_sha256": param_digest(denoiser),
-                }
-            )
-        )
     acc.end_training()
     return ckpt.latest_checkpoint(out)
 
