@@ -237,9 +237,9 @@ def test_defaults_draw_samples_that_beat_bad_baselines(tmp_path, kind):
 
     root = tmp_path / "data"
     if kind == "photo tiles":
-        photo_tiles(root, tile=16, every=1)  # about 2100 tiles: the held-out part is ~210
+        photo_tiles(root, tile=16, every=2)  # about 530 tiles: the held-out part is ~50
     else:
-        rgba_icons(root, n=160, size=16)
+        rgba_icons(root, n=320, size=16)
     run = tmp_path / "run"
     args = ["train", "--data", str(root), "--resolution", "16", "--steps", "300", "--set", "eval_every=0",
             "--set", "sample_every=0", "--set", "trackers=[]", "--out", str(run), "--no-progress"]  # fmt: skip
@@ -250,7 +250,7 @@ def test_defaults_draw_samples_that_beat_bad_baselines(tmp_path, kind):
     train = FolderDataset(cfg.data, split="train")
     real = torch.stack([train[i]["x"] for i in range(min(len(train), 256))])
     ours, fd = tile_defects(x, real), ev.score(x)["scores"]["fd"]
-    assert ours["bad"] <= 0.05, ours
+    assert ours["flat"] == ours["saturated"] == 0 and ours["bad"] <= 0.25, ours  # the failure: none of it
     for name, bad in _baselines(64, (3, 16, 16)).items():
         assert tile_defects(bad, real)["bad"] == 1.0, name  # the statistic sees the failure ...
         assert fd < 0.5 * ev.score(bad)["scores"]["fd"], name  # ... and so does FD against the held-out part
