@@ -3,6 +3,7 @@ digits it is asked for: class accuracy judged by the evaluation package's digits
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -47,3 +48,20 @@ def test_the_readme_guidance_recipe_draws_the_digits_asked_for(tmp_path):
         with torch.no_grad():
             hits += int((judge(x).argmax(1) == c).sum())
     assert hits / 80 >= 0.8, f"class accuracy {hits / 80:.2f} with CFG 4"
+
+
+def test_the_readme_own_folder_command_plans_a_time_budget(tmp_path):
+    """The first "Using it" command, on a small folder and a budget of seconds instead of 15 minutes."""
+    from test_own_folder import photo_tiles
+
+    cmd = readme_commands("## Using it")[0]
+    assert cmd[:3] == ["train", "--data", "path/to/images"] and "--minutes" in cmd
+    photo_tiles(tmp_path / "images", tile=32, every=3)
+    run = tmp_path / "mine"
+    swap = {"path/to/images": str(tmp_path / "images"), "runs/mine": str(run), "15": "0.3"}
+    args = [swap.get(a, a) for a in cmd]
+    assert main([*args, "--set", "trackers=[]", "--no-progress"]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert cfg["minutes"] == 0.3 and cfg["steps"] >= 10 and last["step"] <= cfg["steps"]
+    assert (run / "checkpoints" / f"step-{last['step']:08d}").is_dir()

@@ -40,7 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data", help="data source: digits, fashion-mnist, toy:<name>, hf:<name> or an image folder")
     p.add_argument("--arch", help="network: unet, dit or mlp")
-    p.add_argument("--model-preset", help="network size: tiny, small or guide-128")
+    p.add_argument(
+        "--model-preset",
+        help="network size: auto (default: from resolution and number of images), nano, tiny, small or guide-128",
+    )
     p.add_argument("--resolution", type=positive_int, help="image side in pixels (data and model)")
     p.add_argument("--channels", type=positive_int, help="image channels, 1 or 3 (data and model)")
     p.add_argument("--schedule", help="noise schedule: edm (default), linear, cosine, scaled_linear, sigmoid, vp or ve")
