@@ -77,10 +77,11 @@ def train(folder: Path, run: Path, minutes: float, extra: list[str]) -> subproce
 def score(folder: Path, run: Path, images: Path | None, name: str) -> dict:
     import torch
 
+    from noisecraft.data.io import save_grid
     from noisecraft.data.transforms import from_pixels, to_pixels
+    from noisecraft.sampling.generate import generate
     from noisecraft.training.checkpoint import load_run
     from noisecraft.training.heldout import HeldoutEval, tile_defects
-    from noisecraft.training.samples import generate, save_grid
 
     torch.set_num_threads(1)
     denoiser, schedule, cfg = load_run(run)

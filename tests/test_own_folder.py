@@ -231,9 +231,9 @@ def _baselines(n: int, shape, seed: int = 0) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("kind", ["photo tiles", "rgba icons"])
 def test_defaults_draw_samples_that_beat_bad_baselines(tmp_path, kind):
+    from noisecraft.sampling.generate import generate
     from noisecraft.training.checkpoint import load_run
     from noisecraft.training.heldout import HeldoutEval, tile_defects
-    from noisecraft.training.samples import generate
 
     root = tmp_path / "data"
     if kind == "photo tiles":

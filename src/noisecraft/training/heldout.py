@@ -1,15 +1,16 @@
 """Quality while a run trains on a user's folder: FD/KID of its samples against the folder's held-out part.
 
-The held-out part (data.holdout, chosen by a hash of each file's path) never enters training. Reference
-features are computed once; so is the noise floor, the same metrics between as many training images as
-there are samples and the held-out part: the best a model can score on this split (Heusel et al. 2017 for
-FD, Bińkowski et al. 2018 for KID, which stays unbiased at the small counts a folder gives).
+The held-out part (data.holdout, chosen by a hash of each file's path) never enters training. It becomes the
+evaluation library's ``ReferenceSet`` with training images as the "others", so the noise floor is the same
+metrics between as many training images as there are samples and the held-out part: the best a model can score
+on this split (Heusel et al. 2017 for FD, Bińkowski et al. 2018 for KID, which stays unbiased at the small
+counts a folder gives). Reference features and floor are computed once per run.
 
-Feature network: the evaluation library's best offline one (``folder_extractor``), applied to each colour
-channel separately and concatenated, so colour shifts count although the network itself sees grey images.
-Its limits: it was trained on 28-px clothes (Fashion-MNIST) or 8-px digits, not on the user's kind of
-images, so it ranks runs on one folder but its numbers mean nothing across folders, and it does not see
-detail finer than its input size. Samples are scored as saved (clamped, 8-bit).
+Feature network: the library's default for a folder (``evaluation.evaluate.default_features``: the shipped
+Fashion-MNIST CNN, per colour channel for colour images). Its limits (docs/guide/evaluation.md): it was
+trained on 28-px grey clothes, not on the user's kind of images, so it ranks runs on one folder but its
+numbers mean nothing across folders, and it does not see detail finer than its input size. Samples are scored
+as saved (clamped, 8-bit).
 """
 
 from __future__ import annotations
@@ -17,30 +18,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from noisecraft.data.transforms import from_pixels, to_pixels
 from noisecraft.training.config import TrainConfig
 from noisecraft.training.defaults import eval_sample_count
 
 HELDOUT_LABEL = "periodic, against the folder's held-out part (small counts: compare with its noise floor)"
-
-
-def folder_extractor():
-    """The best built-in feature network available offline: Fashion-MNIST's (28 px) when its files are
-    installed, else the digits one (8 px)."""
-    from noisecraft.errors import NoisecraftError
-    from noisecraft.evaluation.features import BuiltinFeatures
-    from noisecraft.evaluation.reference import fashion_mnist_dir
-
-    try:
-        fashion_mnist_dir()
-        return BuiltinFeatures("fashion-mnist")
-    except NoisecraftError:
-        return BuiltinFeatures("digits")
-
-
-def channel_features(extractor, images: Tensor) -> Tensor:
-    """images (N, C, H, W) in [−1, 1] → (N, C·d): the extractor's features of each channel, side by side."""
-    return torch.cat([extractor(images[:, c : c + 1]) for c in range(images.shape[1])], dim=1)
+MAX_OTHERS = 1024  # training images kept for the noise floor (a seeded subset)
 
 
 def _stack(dataset, indices) -> Tensor:
@@ -50,43 +32,43 @@ def _stack(dataset, indices) -> Tensor:
 class HeldoutEval:
     """Scores of samples against the held-out part of cfg.data's folder; reference and floor computed once."""
 
-    def __init__(self, cfg: TrainConfig, extractor=None):
+    def __init__(self, cfg: TrainConfig, extractor=None, device: str | torch.device = "cpu"):
         import dataclasses
 
         from noisecraft.data.folder import FolderDataset
-        from noisecraft.evaluation.metrics import quality_scores
+        from noisecraft.evaluation.evaluate import ReferenceSet, default_features
+        from noisecraft.evaluation.features import get_extractor
 
         data = dataclasses.replace(cfg.data, flip=False, crop="center", limit=None)
         held = FolderDataset(data, split="holdout")
         train = FolderDataset(data, split="train")
-        self.extractor = extractor if extractor is not None else folder_extractor()
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:MAX_OTHERS]
+        self.reference = ReferenceSet(
+            str(cfg.data.source),
+            "folder",
+            _stack(held, range(len(held))),
+            _stack(train, pick),
+            "the folder's training part vs its held-out part",
+        )
         self.num_reference = len(held)
-        self.num = eval_sample_count(cfg, len(held))
-        self.reference = channel_features(self.extractor, _stack(held, range(len(held))))
-        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: self.num]
-        self.floor = quality_scores(self.reference, channel_features(self.extractor, _stack(train, pick)))
+        self.num = min(eval_sample_count(cfg, len(held)), len(pick))
+        if extractor is None:
+            extractor = get_extractor(default_features(self.reference, cfg.data.channels), device=device)
+        self.extractor = extractor
 
     def score(self, images: Tensor) -> dict:
-        """Metrics of images (N, C, H, W) in [−1, 1] (quantised to 8 bits first, as a saved PNG is)."""
-        from noisecraft.evaluation.metrics import quality_scores
+        """The library's evaluation of images (N, C, H, W) in [−1, 1] against the held-out part, with the floor
+        (as a dict: protocol, scores, noise_floor)."""
+        from noisecraft.evaluation.evaluate import evaluate_images
 
-        u8 = from_pixels(to_pixels(images))
-        s = quality_scores(self.reference, channel_features(self.extractor, u8))
-        return {
-            "scores": s.to_dict(),
-            "noise_floor": self.floor.to_dict(),
-            "protocol": {
-                "num_samples": len(images),
-                "num_reference": self.num_reference,
-                "extractor": f"{self.extractor.name} per channel",
-                "extractor_checksum": self.extractor.checksum,
-                "label": HELDOUT_LABEL,
-            },
-        }
+        res = evaluate_images(
+            images, self.reference, self.extractor, with_floor=True, fd_boots=0, protocol={"label": HELDOUT_LABEL}
+        )
+        return res.to_dict()
 
     def __call__(self, cfg: TrainConfig, model, schedule) -> dict:
         """Draw self.num samples (seeds 0..num−1) from `model` and score them."""
-        from noisecraft.training.samples import generate
+        from noisecraft.sampling.generate import generate
         from noisecraft.training.setup import sample_shape
 
         labels = torch.arange(self.num) % cfg.model.num_classes if cfg.model.num_classes else None

@@ -338,7 +338,7 @@ def _periodic_eval(cfg: TrainConfig, model, schedule, step: int, out: Path, acc)
     try:
         if cfg.data.kind == "folder":
             with torch.random.fork_rng(devices=[]):
-                rec = {"step": step, **_heldout(cfg)(cfg, model, schedule)}
+                rec = {"step": step, **_heldout(cfg, model)(cfg, model, schedule)}
             with open(out / "eval.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
             s, fl, p = rec["scores"], rec["noise_floor"], rec["protocol"]
@@ -368,13 +368,13 @@ def _periodic_eval(cfg: TrainConfig, model, schedule, step: int, out: Path, acc)
         acc.print(f"warning: periodic evaluation at step {step} failed ({type(e).__name__}: {e}); training goes on")
 
 
-def _heldout(cfg: TrainConfig):
+def _heldout(cfg: TrainConfig, model):
     from noisecraft.training.heldout import HeldoutEval
 
     key = json.dumps(cfg.data.to_dict(), sort_keys=True)
     if key not in _HELDOUT:
         _HELDOUT.clear()
-        _HELDOUT[key] = HeldoutEval(cfg)
+        _HELDOUT[key] = HeldoutEval(cfg, device=next(model.parameters()).device)
     return _HELDOUT[key]
 
 
