@@ -68,11 +68,11 @@ def train(cfg: TrainConfig, resume: bool = False, dataset=None, progress: bool =
     last = ckpt.latest_checkpoint(out)
     if last is not None and not resume:
         raise NoisecraftError(f"{out} already holds checkpoints: pass --resume to continue, or choose a new --out")
-    if last is not None:  # what the run chose stays chosen
-        cfg = adopt_saved(cfg, json.loads((last / "config.json").read_text()))
-    cfg, notes = resolve_for_data(cfg, len(dataset) if dataset is not None else None)
     if last is not None:
         last = ckpt.resumable_checkpoint(out, say=print)  # the newest complete one; a damaged newer one is named
+        cfg = adopt_saved(cfg, json.loads((last / "config.json").read_text()))  # what the run chose stays chosen
+    cfg, notes = resolve_for_data(cfg, len(dataset) if dataset is not None else None)
+    if last is not None:
         ckpt.check_resumable(last, cfg.to_dict())
     # Accelerate keeps one process-wide state: forget the last run's settings (mixed precision) so a second
     # train() in the same Python session takes its own; the distributed process group is kept.
