@@ -118,7 +118,7 @@ def test_noise_input_conventions(schedule: str, noise_input: str, sigma_data: fl
     ("kwargs", "match"),
     [
         ({"arch": "transformer"}, "dit, mlp, unet"),
-        ({"preset": "huge"}, "guide-128, small, tiny"),
+        ({"preset": "huge"}, "auto, guide-128, nano, small, tiny"),
         ({"parameterisation": "flow"}, "parameterisation"),
         ({"schedule": "quadratic"}, "schedule"),
         ({"num_classes": -1}, "num_classes"),

@@ -4,7 +4,14 @@ The config is resolved in this order: defaults < --config file < flags (--data, 
 With --resume and no --config, the run's own saved config.json is the base. Ctrl-C (or SIGTERM) finishes the
 current step and writes a checkpoint before stopping; a second Ctrl-C quits at once.
 
+Defaults that work on a folder of your own images: EDM preconditioning and noise levels; network size, batch,
+learning rate, warm-up and EMA chosen from the data and the run's length (printed as "auto:" lines, saved in
+config.json); previews every fifth of the run; FD/KID against a held-out tenth of a folder at mid-run and end.
+The guide's setting (ε-prediction on the linear schedule) is --parameterisation eps --schedule linear.
+
 Examples:
+  noisecraft train --data my_images/ --minutes 15 --out runs/mine              # plan the steps from a time budget
+  noisecraft train --data icons/ --resolution 32 --background black --out runs/icons   # transparency onto black
   noisecraft train --data digits --resolution 16 --steps 2000 --out runs/digits
   noisecraft train --data toy:swissroll --steps 3000 --out runs/roll          # 2-D toy: MLP chosen for you
   noisecraft train --config cfg.json --set optim.lr=3e-4 --set ema.half_life_images=5000 --dry-run
@@ -33,11 +40,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data", help="data source: digits, fashion-mnist, toy:<name>, hf:<name> or an image folder")
     p.add_argument("--arch", help="network: unet, dit or mlp")
-    p.add_argument("--model-preset", help="network size: tiny, small or guide-128")
+    p.add_argument(
+        "--model-preset",
+        help="network size: auto (default: from resolution and number of images), nano, tiny, small or guide-128",
+    )
     p.add_argument("--resolution", type=positive_int, help="image side in pixels (data and model)")
     p.add_argument("--channels", type=positive_int, help="image channels, 1 or 3 (data and model)")
-    p.add_argument("--schedule", help="noise schedule: linear, cosine, scaled_linear, sigmoid, vp, ve or edm")
+    p.add_argument("--schedule", help="noise schedule: edm (default), linear, cosine, scaled_linear, sigmoid, vp or ve")
+    p.add_argument(
+        "--parameterisation",
+        help="what the network predicts: edm (default), eps, x0, v or score; the guide's: eps with --schedule linear",
+    )
     p.add_argument("--steps", type=positive_int, help="optimiser steps")
+    p.add_argument(
+        "--minutes",
+        type=positive_float,
+        help="time budget instead of --steps: the first steps are timed and the run planned to fit (ETA shown)",
+    )
+    p.add_argument(
+        "--background",
+        help="colour that transparent pixels are composited onto: white (default), black, a name, #rrggbb or R,G,B",
+    )
     p.add_argument("--batch-size", type=positive_int, help="global batch per optimiser step")
     p.add_argument("--lr", type=positive_float, help="peak learning rate")
     p.add_argument("--seed", type=non_negative_int)
@@ -81,6 +104,12 @@ def resolve_config(args: argparse.Namespace):
                 raise NoisecraftError(f"{path} does not hold a run config (a JSON object); pass --config")
     d = TrainConfig.from_dict(base).to_dict()  # fill defaults, validate
     flags = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "out_dir": args.out}
+    if args.minutes is not None:
+        if args.steps is not None:
+            raise NoisecraftError("give either --steps or --minutes, not both")
+        flags["minutes"] = args.minutes
+    elif args.steps is not None:
+        d["minutes"] = None
     d.update({k: v for k, v in flags.items() if v is not None})
     if args.lr is not None:
         d["optim"]["lr"] = args.lr
@@ -88,7 +117,14 @@ def resolve_config(args: argparse.Namespace):
         d["data"]["source"] = args.data
         if args.data.startswith("toy:") and args.arch is None:  # points, not images: the flat MLP
             d["model"].update(arch="mlp", channels=2, resolution=1)
-    for flag, key in (("arch", "arch"), ("model_preset", "preset"), ("schedule", "schedule")):
+    if args.background is not None:
+        d["data"]["background"] = args.background
+    for flag, key in (
+        ("arch", "arch"),
+        ("model_preset", "preset"),
+        ("schedule", "schedule"),
+        ("parameterisation", "parameterisation"),
+    ):
         if getattr(args, flag) is not None:
             d["model"][key] = getattr(args, flag)
     for flag in ("resolution", "channels"):
@@ -251,6 +287,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"continue it: noisecraft train --out {cfg.out_dir} --resume  (same config)", file=sys.stderr)
         return 128 + e.signum  # the shell's convention for "ended by signal N": 130 Ctrl-C, 143 SIGTERM
     if os.environ.get("RANK", "0") == "0":  # one report per run, not per process
-        print(f"done: {cfg.steps} steps; checkpoint {last}")
+        from noisecraft.training.checkpoint import read_state
+
+        print(f"done: {read_state(last)['step']} steps; checkpoint {last}")
         print(f"sample it: noisecraft sample {cfg.out_dir} --num 16")
     return 0

@@ -38,7 +38,13 @@ class DataConfig:
             noisecraft.data.toys), "hf:<dataset name or saved-to-disk path>", or a folder of images.
         resolution: output side length in pixels (images are resized so the short side matches, then
             cropped square). Ignored for toy sources.
-        channels: 1 (grayscale) or 3 (RGB); RGBA is composited on white, palettes are expanded.
+        channels: 1 (grayscale) or 3 (RGB); palettes are expanded.
+        background: what transparent pixels (RGBA, LA, palette with a transparent index) are composited onto:
+            "white", "black", any colour name or "#rrggbb" Pillow knows, or "R,G,B" (0..255).
+        holdout: a folder's fraction of images kept out of training, for the periodic FD/KID against the
+            user's own images: a file is held out when a hash of its path relative to the folder falls below
+            it (stable as files come and go). None: 0.1 for a folder of at least 100 images when training
+            starts, else 0.
         labels: return an int64 "label" per item (folder: subfolder names; hf: the `label_column`).
         captions: return a str "caption" per item (folder: sidecar .txt or metadata.jsonl;
             hf: `caption_column`).
@@ -59,6 +65,8 @@ class DataConfig:
     source: str = "digits"
     resolution: int = 32
     channels: int = 1
+    background: str = "white"
+    holdout: float | None = None
     labels: bool = False
     captions: bool = False
     flip: bool = False
@@ -93,6 +101,11 @@ class DataConfig:
         _int("resolution", self.resolution, 1, 4096)
         if self.channels not in (1, 3) or isinstance(self.channels, bool):
             raise NoisecraftError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
+        parse_colour(self.background)
+        if self.holdout is not None and (
+            not isinstance(self.holdout, int | float) or isinstance(self.holdout, bool) or not 0 <= self.holdout < 1
+        ):
+            raise NoisecraftError(f"holdout must be a fraction in [0, 1), got {self.holdout!r}")
         for name in ("labels", "captions", "flip", "scan"):
             if not isinstance(getattr(self, name), bool):
                 raise NoisecraftError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -123,6 +136,30 @@ class DataConfig:
     def from_dict(cls, d: dict[str, Any]) -> DataConfig:
         """Build from a dict (e.g. parsed JSON); unknown keys are an error naming the valid ones."""
         return _from_dict(cls, d, "data")
+
+
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """A background colour as (R, G, B): "white", "black", a colour name or "#rrggbb" Pillow knows, or "R,G,B"."""
+    if not isinstance(text, str) or not text:
+        raise NoisecraftError(f"background must be a colour such as white, black, #336699 or 40,40,40; got {text!r}")
+    if "," in text:
+        parts = text.split(",")
+        try:
+            rgb = tuple(int(p) for p in parts)
+        except ValueError:
+            rgb = ()
+        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+            raise NoisecraftError(f"background {text!r}: give three integers 0..255 as R,G,B, e.g. 40,40,40")
+        return rgb  # type: ignore[return-value]
+    from PIL import ImageColor
+
+    try:
+        rgb = ImageColor.getrgb(text)
+    except ValueError:
+        raise NoisecraftError(
+            f"background {text!r} is not a colour: use white, black, a colour name, #rrggbb or R,G,B"
+        ) from None
+    return rgb[:3]  # type: ignore[return-value]
 
 
 def _int(name: str, value: Any, lo: int, hi: int | None) -> None:

@@ -5,11 +5,15 @@
 - Captions (captions=True): a sidecar text file beside the image (cat.png → cat.txt), or a metadata.jsonl in
   any folder with one JSON object per line {"file_name": "<path relative to that folder>", "text": "..."}
   (the caption key may also be "caption"); a sidecar wins over metadata.jsonl.
+- Held-out part (cfg.holdout > 0): a file belongs to it when the hash of its relative path falls below the
+  fraction (``is_held_out``); split="train" leaves those files out, split="holdout" keeps only them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 
 from PIL import Image
@@ -17,7 +21,7 @@ from PIL import Image
 from noisecraft.data.config import DataConfig
 from noisecraft.data.images import ImageDataset
 from noisecraft.data.scan import check_bad_fraction, scan_images
-from noisecraft.data.transforms import ALLOWED_FORMATS, IMAGE_EXTENSIONS, open_image
+from noisecraft.data.transforms import ALLOWED_FORMATS, IMAGE_EXTENSIONS, has_transparency, open_image
 from noisecraft.errors import NoisecraftError
 
 CAPTION_KEYS = ("text", "caption")
@@ -51,6 +55,54 @@ def looks_colour(root: Path, sample: int = 64) -> bool | None:
     return any(m not in GRAY_MODES for m in modes) if modes else None
 
 
+def is_held_out(relative: str, fraction: float) -> bool:
+    """Whether the file at `relative` (posix path below the root) is in the held-out part: the first 8 bytes
+    of its SHA-256, as a number in [0, 1), fall below `fraction`. Stable as other files come and go."""
+    if fraction <= 0:
+        return False
+    return int.from_bytes(hashlib.sha256(relative.encode()).digest()[:8], "big") / 2**64 < fraction
+
+
+def split_files(root: Path, files: list[Path], fraction: float, split: str) -> list[Path]:
+    """The files of `split` ("train", "holdout" or "all")."""
+    if split == "all" or fraction <= 0:
+        return files if split != "holdout" else []
+    held = [is_held_out(f.relative_to(root).as_posix(), fraction) for f in files]
+    return [f for f, h in zip(files, held) if h == (split == "holdout")]
+
+
+def describe_folder(files: list[Path], resolution: int, background: str, crop: str, resize_filter: str) -> str:
+    """One line on how the folder's images are made into training items, from their headers (no decoding):
+    how many carry transparency and onto what they are composited, and how many have another size and what
+    is done to them. Reads at most 5000 headers (and says so)."""
+    cap = 5000
+    modes: Counter = Counter()
+    sizes: Counter = Counter()
+    transparent = 0
+    for path in files[:cap]:
+        try:
+            with Image.open(path, formats=list(ALLOWED_FORMATS)) as img:
+                modes[img.mode] += 1
+                transparent += has_transparency(img)
+                if img.size != (resolution, resolution):
+                    sizes[f"{img.size[0]}x{img.size[1]}"] += 1
+        except Exception:  # unreadable files are counted by the loader
+            continue
+    seen = sum(modes.values())
+    of = f" (of the first {cap})" if len(files) > cap else ""
+    parts = [f"modes {', '.join(f'{m} {n}' for m, n in modes.most_common())}{of}"]
+    parts.append(f"{transparent} with transparency composited onto {background}" if transparent else "none transparent")
+    if sizes:
+        common = ", ".join(f"{k} ({n})" for k, n in sizes.most_common(3))
+        parts.append(
+            f"{sum(sizes.values())} of {seen} not {resolution}x{resolution} (e.g. {common}): short side resized "
+            f"to {resolution} ({resize_filter}), then {crop} square crop"
+        )
+    else:
+        parts.append(f"all {resolution}x{resolution}, used as they are")
+    return "; ".join(parts)
+
+
 def read_metadata_captions(root: Path) -> dict[Path, str]:
     """Captions from every metadata.jsonl below root: {absolute image path: caption}."""
     captions: dict[Path, str] = {}
@@ -72,7 +124,7 @@ def read_metadata_captions(root: Path) -> dict[Path, str]:
 class FolderDataset(ImageDataset):
     """Images below a folder; see the module docstring for labels and captions."""
 
-    def __init__(self, cfg: DataConfig, root: str | Path | None = None):
+    def __init__(self, cfg: DataConfig, root: str | Path | None = None, split: str = "train"):
         root = Path(root if root is not None else cfg.source).expanduser()
         if not root.is_dir():
             raise NoisecraftError(
@@ -93,9 +145,15 @@ class FolderDataset(ImageDataset):
             files = [Path(p) for p in report.good]
             if not files:
                 raise NoisecraftError(f"no readable image below {root}")
+        files = split_files(root, files, cfg.holdout or 0.0, split)
+        if not files:
+            raise NoisecraftError(
+                f"the {split} part of {root} is empty (holdout={cfg.holdout}); lower data.holdout or add images"
+            )
         if cfg.limit is not None:
             files = files[: cfg.limit]
         self.root = root
+        self.split = split
         self.files = files
         if cfg.labels:
             tops = [f.relative_to(root).parts for f in files]
@@ -136,3 +194,8 @@ class FolderDataset(ImageDataset):
 
     def describe(self, index: int) -> str:
         return str(self.files[index])
+
+    def summary(self) -> str:
+        """How these images become training items (see describe_folder)."""
+        c = self.cfg
+        return describe_folder(self.files, c.resolution, c.background, c.crop, c.resize_filter)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from noisecraft.data.config import DataConfig
+from noisecraft.data.config import DataConfig, parse_colour
 from noisecraft.data.scan import check_bad_fraction
 from noisecraft.data.transforms import BadImage, ImageTransform, item_rng
 from noisecraft.errors import NoisecraftError
@@ -33,7 +33,9 @@ class ImageDataset(Dataset):
     def __init__(self, cfg: DataConfig, where: str):
         self.cfg = cfg
         self.where = where
-        self.transform = ImageTransform(cfg.resolution, cfg.channels, cfg.crop, cfg.flip, cfg.resize_filter)
+        self.transform = ImageTransform(
+            cfg.resolution, cfg.channels, cfg.crop, cfg.flip, cfg.resize_filter, parse_colour(cfg.background)
+        )
         self.epoch = 0
         self.bad: dict[int, str] = {}  # index -> reason, for the items found bad so far (in this process)
         self.class_names = []

@@ -1,7 +1,8 @@
 """Image loading and transforms with Pillow and numpy only (no torchvision).
 
 Pipeline for one image: open (allow-listed formats, pixel limit) → EXIF orientation → colour mode
-(RGBA/LA/palette-with-transparency composited on white, 16-bit scaled to 8-bit, then L or RGB) →
+(RGBA/LA/palette-with-transparency composited on the background colour, white unless told; 16-bit
+scaled to 8-bit, then L or RGB) →
 resize the short side → centre/random square crop → optional horizontal flip → float32 (C, H, W) in [−1, 1].
 
 Random choices come from ``item_rng(seed, epoch, index)``, a numpy generator derived from the triple, so a
@@ -69,10 +70,22 @@ def open_image(
     return img
 
 
-def to_mode(img: Image.Image, channels: int) -> Image.Image:
+def has_transparency(img: Image.Image) -> bool:
+    """Whether the image carries an alpha channel or a transparent palette index (read from the header)."""
+    return (img.mode in ("P", "L", "RGB") and "transparency" in img.info) or img.mode in (
+        "RGBA",
+        "LA",
+        "PA",
+        "La",
+        "RGBa",
+    )
+
+
+def to_mode(img: Image.Image, channels: int, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """Convert any Pillow mode to "L" (channels=1) or "RGB" (channels=3).
 
-    Transparency (RGBA, LA, PA, palette with a transparent index) is composited on white; 16/32-bit gray
+    Transparency (RGBA, LA, PA, a palette or L/RGB with a transparent value) is composited on `background`
+    (R, G, B); 16/32-bit gray
     ("I;16", "I") is scaled from [0, 65535] to 8 bits; float ("F") is clipped to [0, 255].
     """
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -80,11 +93,11 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
         img = Image.fromarray(np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     elif img.mode == "F":
         img = Image.fromarray(np.clip(np.asarray(img) + 0.5, 0, 255).astype(np.uint8), "L")
-    if (img.mode == "P" and "transparency" in img.info) or img.mode in ("LA", "PA", "La", "RGBa"):
+    if has_transparency(img) and img.mode != "RGBA":
         img = img.convert("RGBA")
     if img.mode == "RGBA":
-        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, img)
+        back = Image.new("RGBA", img.size, (*background, 255))
+        img = Image.alpha_composite(back, img)
     target = "L" if channels == 1 else "RGB"
     return img if img.mode == target else img.convert(target)
 
@@ -141,13 +154,14 @@ class ImageTransform:
     crop: str = "center"
     flip: bool = False
     resize_filter: str = "lanczos"
+    background: tuple[int, int, int] = (255, 255, 255)
 
     def __call__(self, img: Image.Image, rng: np.random.Generator | None = None) -> Tensor:
         try:
             img = ImageOps.exif_transpose(img)
         except Exception:  # a broken EXIF block is not worth losing the image for
             pass
-        img = to_mode(img, self.channels)
+        img = to_mode(img, self.channels, self.background)
         img = resize_short_side(img, self.resolution, self.resize_filter)
         img = crop_square(img, self.resolution, self.crop, rng)
         if self.flip and rng is not None and rng.random() < 0.5:

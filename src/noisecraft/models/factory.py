@@ -21,7 +21,22 @@ from noisecraft.core.schedules import BETA_SCHEDULES, SCHEDULES, Schedule, make_
 from noisecraft.errors import NoisecraftError, check_choice
 
 ARCHS = ("mlp", "unet", "dit")
-PRESETS = ("tiny", "small", "guide-128")
+PRESETS = ("nano", "tiny", "small", "guide-128", "auto")
+
+
+def auto_preset(arch: str, resolution: int, num_images: int | None = None) -> str:
+    """The network size for `preset="auto"`, for the U-Net: "nano" (~0.27M parameters) for fewer than 2000
+    images of 32 px or less (a few hundred images do not fill more, and it takes a third of "tiny"'s time a
+    step, so a time budget buys three times the steps); "small" (~6.5M) for 64 px or more and at least 2000
+    images; "tiny" (~1.1M) between. Other networks: "tiny". "guide-128" is never chosen (a GPU job)."""
+    if arch != "unet":
+        return "tiny"
+    many = num_images is None or num_images >= 2000
+    if resolution >= 64 and many:
+        return "small"
+    if resolution <= 32 and not many:
+        return "nano"
+    return "tiny"
 
 
 @dataclass
@@ -30,7 +45,8 @@ class ModelConfig:
 
     Args:
         arch: "unet" (diffusers UNet2DModel), "dit" (diffusers DiTTransformer2DModel) or "mlp" (flat vectors).
-        preset: "tiny", "small" or "guide-128" (the size of the network; see models/unet.py, models/dit.py).
+        preset: "tiny", "small" or "guide-128" (the size of the network; see models/unet.py, models/dit.py), or
+            "auto" (``auto_preset``; training resolves it from the data size and saves the choice).
         resolution: image side in pixels (unet/dit); for "mlp" the input is channels·resolution² values, so a
             2-D toy uses channels=2, resolution=1.
         channels: image channels (1 gray, 3 RGB); for "mlp" see resolution.
@@ -126,6 +142,7 @@ class FlatMLP(nn.Module):
 
 
 MLP_PRESETS: dict[str, dict[str, int]] = {
+    "nano": dict(hidden=64, depth=2, emb=32),
     "tiny": dict(hidden=128, depth=3, emb=64),
     "small": dict(hidden=256, depth=4, emb=128),
     "guide-128": dict(hidden=512, depth=6, emb=128),
@@ -134,6 +151,8 @@ MLP_PRESETS: dict[str, dict[str, int]] = {
 
 def build_net(cfg: ModelConfig) -> nn.Module:
     """The bare network F(x_in, c_noise, class_labels=None) for `cfg`."""
+    if cfg.preset == "auto":
+        cfg = dataclasses.replace(cfg, preset=auto_preset(cfg.arch, cfg.resolution))
     if cfg.arch == "unet":
         from noisecraft.models.unet import build_unet
 

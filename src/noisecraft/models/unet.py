@@ -20,6 +20,14 @@ from noisecraft.errors import NoisecraftError, check_choice
 # Presets: keyword arguments of UNet2DModel. "tiny" and "small" train on a laptop CPU; "guide-128" is the
 # six-block 128-pixel configuration of the diffusers training guide.
 UNET_PRESETS: dict[str, dict[str, Any]] = {
+    "nano": dict(  # ~0.27M parameters, no attention: 3x faster a step than "tiny"; the auto choice for a few
+        # hundred images of 32 px or less, where a CPU budget buys steps rather than width
+        block_out_channels=(16, 32, 32),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+    ),
     "tiny": dict(  # ~1.1M parameters, no attention
         block_out_channels=(32, 64, 64),
         layers_per_block=1,

@@ -28,25 +28,31 @@ TRACKERS = ("tensorboard",)
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warm-up then cosine decay to ``min_lr_ratio·lr``; gradient clipping and accumulation."""
+    """AdamW with linear warm-up then cosine decay to ``min_lr_ratio·lr``; gradient clipping and accumulation.
 
-    lr: float = 1e-3
+    lr and warmup_steps None: chosen when the run starts (noisecraft.training.defaults), from the network size,
+    the batch and the number of steps; the chosen values are saved in the run's config.json.
+    """
+
+    lr: float | None = None
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.0
-    warmup_steps: int = 100
+    warmup_steps: int | None = None
     decay: str = "cosine"
     min_lr_ratio: float = 0.0
     grad_clip: float | None = 1.0
     grad_accum: int = 1
 
     def __post_init__(self) -> None:
-        _positive("optim.lr", self.lr)
+        if self.lr is not None:
+            _positive("optim.lr", self.lr)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise NoisecraftError(f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
         _positive("optim.eps", self.eps)
         _at_least("optim.weight_decay", self.weight_decay, 0)
-        _at_least("optim.warmup_steps", self.warmup_steps, 0)
+        if self.warmup_steps is not None:
+            _at_least("optim.warmup_steps", self.warmup_steps, 0)
         check_choice("optim.decay", self.decay, LR_DECAYS)
         if not 0 <= self.min_lr_ratio <= 1:
             raise NoisecraftError(f"optim.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
@@ -57,14 +63,18 @@ class OptimConfig:
 
 @dataclass
 class EMAConfig:
-    """EMA of the weights: a fixed ``decay`` with warm-up, or an EDM half-life in images (takes precedence)."""
+    """EMA of the weights: a fixed ``decay`` with warm-up, or an EDM half-life in images (takes precedence).
 
-    decay: float = 0.999
+    Both None (the default): a half-life of ``defaults.EMA_FRACTION`` of the run's training images, chosen when
+    the run's length is known and saved in its config.json.
+    """
+
+    decay: float | None = None
     half_life_images: float | None = None
     power: float = 2 / 3
 
     def __post_init__(self) -> None:
-        if not 0 <= self.decay < 1:
+        if self.decay is not None and not 0 <= self.decay < 1:
             raise NoisecraftError(f"ema.decay must lie in [0, 1), got {self.decay}")
         if self.half_life_images is not None:
             _positive("ema.half_life_images", self.half_life_images)
@@ -85,6 +95,10 @@ class LossConfig:
 
 
 EVAL_DATASETS = ("digits", "fashion-mnist")
+# What `noisecraft train` builds unless told otherwise: EDM preconditioning and noise distribution (Karras et al.
+# 2022), robust on a user's own folder; the guide's ε-prediction on the linear schedule is
+# --parameterisation eps --schedule linear. "auto": the network size is chosen from resolution and data size.
+TRAIN_MODEL_DEFAULTS: dict[str, Any] = {"parameterisation": "edm", "schedule": "edm", "preset": "auto"}
 
 
 @dataclass
@@ -97,30 +111,36 @@ class TrainConfig:
     max_bad_steps: abort after this many non-finite losses/gradients in a row (the last checkpoint is kept).
     sample_every / checkpoint_every / log_every: cadences in optimiser steps (0 turns samples off).
     eval_every: every this many steps, a small labelled evaluation (FD/KID/precision/recall of eval_count
-    samples in the built-in feature space) is appended to eval.jsonl; 0 turns it off. Built-in datasets only.
+    samples in the built-in feature space) is appended to eval.jsonl; 0 turns it off. Built-in datasets are
+    scored against their test split, a folder against its held-out part (data.holdout).
+    minutes: a time budget instead of a step count: the run times its first steps, plans `steps` from them
+    (saved in config.json, so a resume continues the same plan) and stops at the first log step past it.
+    None values (batch_size, sample_every, eval_every, and optim/ema/model "auto" entries) are chosen when the
+    run starts, from the data size, resolution and run length (noisecraft.training.defaults).
     cache_data: decode the dataset once and keep it in memory (images as uint8, exact) when all processes'
     copies fit in cache_max_gb; otherwise, or with a random crop, items are decoded per step (num_workers
     DataLoader processes). The choice depends on the config alone, so a resumed run makes the same one.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     label_dropout: float = 0.0
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(**TRAIN_MODEL_DEFAULTS))
     steps: int = 1000
-    batch_size: int = 64
+    minutes: float | None = None
+    batch_size: int | None = None
     seed: int = 0
     mixed_precision: str = "no"
     checkpoint_every: int = 250
     keep_last: int = 3
-    sample_every: int = 500
+    sample_every: int | None = None
     sample_count: int = 16
-    sample_sampler: str = "euler"
-    sample_steps: int = 40
+    sample_sampler: str = "dpmpp_2m"
+    sample_steps: int = 20
     log_every: int = 10
-    eval_every: int = 0
+    eval_every: int | None = None
     eval_count: int = 256
     max_bad_steps: int = 5
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
@@ -134,7 +154,6 @@ class TrainConfig:
             raise NoisecraftError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
         for name in (
             "steps",
-            "batch_size",
             "checkpoint_every",
             "keep_last",
             "sample_count",
@@ -144,13 +163,20 @@ class TrainConfig:
             "max_bad_steps",
         ):
             _at_least(name, getattr(self, name), 1)
+        if self.batch_size is not None:
+            _at_least("batch_size", self.batch_size, 1)
+        if self.minutes is not None:
+            _positive("minutes", self.minutes)
         for name in ("seed", "sample_every", "eval_every", "num_workers"):
-            _at_least(name, getattr(self, name), 0)
+            if getattr(self, name) is not None:
+                _at_least(name, getattr(self, name), 0)
         _positive("cache_max_gb", self.cache_max_gb)
-        if self.eval_every and self.data.source not in EVAL_DATASETS:
+        folder_eval = self.data.kind == "folder" and self.data.holdout != 0
+        if self.eval_every and self.data.source not in EVAL_DATASETS and not folder_eval:
             raise NoisecraftError(
-                f"eval_every needs a built-in dataset with a feature network ({', '.join(EVAL_DATASETS)}), "
-                f"got data.source={self.data.source!r}; set eval_every=0"
+                f"eval_every needs a built-in dataset with a feature network ({', '.join(EVAL_DATASETS)}) or a "
+                f"folder with a held-out part (data.holdout > 0), got data.source={self.data.source!r}; "
+                "set eval_every=0"
             )
         check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         for t in self.trackers:
@@ -215,11 +241,24 @@ def _build(cls: type, d: Any, prefix: str) -> Any:
     unknown = sorted(set(d) - set(names))
     if unknown:
         raise NoisecraftError(f"unknown config key {prefix}{unknown[0]!r}; valid keys: {', '.join(names)}")
+    d = {**d, **_section_defaults(cls, d)}
     kwargs = {k: _coerce(f"{prefix}{k}", v, hints[k]) for k, v in d.items()}
     try:
         return cls(**kwargs)
     except TypeError as e:
         raise NoisecraftError(f"bad config section {prefix or 'root'!r}: {e}") from None
+
+
+def _section_defaults(cls: type, d: dict) -> dict:
+    """For a nested section given in part, the keys its field's own default holds (TrainConfig's model
+    defaults differ from ModelConfig's), so that {"model": {"arch": "unet"}} keeps the training defaults."""
+    out: dict = {}
+    for f in dataclasses.fields(cls):
+        if f.name in d and isinstance(d[f.name], dict) and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+            if dataclasses.is_dataclass(default):
+                out[f.name] = {**dataclasses.asdict(default), **d[f.name]}
+    return out
 
 
 def _coerce(key: str, value: Any, tp: Any) -> Any:

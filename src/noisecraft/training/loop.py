@@ -5,11 +5,19 @@ takes its own disjoint shard of the seeded data stream), clip, skip the step if 
 (abort after max_bad_steps in a row), step AdamW, update the EMA; then log, draw a sample grid and write an
 atomic checkpoint at their cadences. Everything a resumed run needs is a function of the checkpoint, so a
 run killed at any moment and resumed ends at the same weights, bit for bit.
+
+Settings left "auto" are chosen first (noisecraft.training.defaults). With a time budget (cfg.minutes) the
+first CALIBRATION_STEPS steps are timed (inside the warm-up, whose learning rate does not depend on the run's
+length), the step count is planned from them and written into config.json before any checkpoint, so the
+learning-rate schedule, EMA and cadences follow the plan and a resume continues it; the run also stops at the
+first log step past the budget should the machine slow down.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import json
 import math
 import time
@@ -25,6 +33,13 @@ from noisecraft.core.losses import DenoisingLoss
 from noisecraft.errors import NoisecraftError
 from noisecraft.training import checkpoint as ckpt
 from noisecraft.training.config import TrainConfig
+from noisecraft.training.defaults import (
+    WARMUP_MAX,
+    adopt_saved,
+    plan_steps,
+    resolve_for_data,
+    resolve_for_length,
+)
 from noisecraft.training.interrupt import StopRequest, TrainingInterrupted
 from noisecraft.training.setup import (
     LossModule,
@@ -35,6 +50,9 @@ from noisecraft.training.setup import (
     open_source,
     sample_shape,
 )
+
+CALIBRATION_STEPS = 10  # timed steps before a time budget is turned into a step count
+PROVISIONAL_STEPS = 2**40  # cfg.steps while the plan is not made yet (warm-up does not read it)
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,7 @@ def train(
     from accelerate.state import AcceleratorState
     from tqdm.auto import tqdm
 
+    t_start = time.perf_counter()
     check_compatible(cfg)
     out = Path(cfg.out_dir)
     last = ckpt.latest_checkpoint(out)
@@ -73,6 +92,9 @@ def train(
         raise NoisecraftError(f"{out} already holds checkpoints: pass --resume to continue, or choose a new --out")
     if last is not None:
         last = ckpt.resumable_checkpoint(out, say=print)  # the newest complete one; a damaged newer one is named
+        cfg = adopt_saved(cfg, json.loads((last / "config.json").read_text()))  # what the run chose stays chosen
+    cfg, notes = resolve_for_data(cfg, len(dataset) if dataset is not None else None)
+    if last is not None:
         ckpt.check_resumable(last, cfg.to_dict())
     # Accelerate keeps one process-wide state: forget the last run's settings (mixed precision) so a second
     # train() in the same Python session takes its own; the distributed process group is kept.
@@ -85,9 +107,21 @@ def train(
         cpu=not torch.cuda.is_available(),
     )
     rank, world = acc.process_index, acc.num_processes
+    for line in notes:
+        acc.print(f"auto: {line}")
+    budget = cfg.minutes * 60 if cfg.minutes is not None and last is None else None
+    length_open = cfg  # the length-dependent settings as given (None: decided by the plan)
+    if budget is None:
+        cfg = resolve_for_length(cfg)
+    else:  # provisional until the plan: warm-up as given (or its longest), no previews/evals/checkpoints yet
+        w = cfg.optim.warmup_steps if cfg.optim.warmup_steps is not None else WARMUP_MAX
+        cfg = resolve_for_length(
+            dataclasses.replace(cfg, steps=PROVISIONAL_STEPS, optim=dataclasses.replace(cfg.optim, warmup_steps=w))
+        )
+        acc.print(f"time budget {cfg.minutes:g} min: timing the first {CALIBRATION_STEPS} steps to plan the run")
     torch.manual_seed(cfg.seed)  # identical initial weights in every process
     denoiser, schedule = build_model(cfg)
-    ema = EMA(denoiser, cfg.ema.decay, cfg.ema.power, cfg.ema.half_life_images)
+    ema = EMA(denoiser, 0.999 if cfg.ema.decay is None else cfg.ema.decay, cfg.ema.power, cfg.ema.half_life_images)
     source = open_source(cfg, dataset, rank, world, progress and acc.is_main_process, acc.print)
     loss_mod = LossModule(denoiser, DenoisingLoss(schedule, cfg.loss.weighting, cfg.loss.min_snr_gamma))
     o = cfg.optim
@@ -119,11 +153,20 @@ def train(
         _truncate_log(out / "log.jsonl", start)
     acc.init_trackers("noisecraft")
     batches = source.batches(start)
-    bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and acc.is_main_process), desc="train")
+    planned = budget is None
+    bar = tqdm(
+        total=cfg.steps if planned else None,
+        initial=start,
+        disable=not (progress and acc.is_main_process),
+        desc="train" if planned else "train (timing)",
+    )
     t_log, step_log = time.perf_counter(), start
+    t_calib = None
     null = cfg.model.num_classes
     with StopRequest() as stop:
-        for step in range(start, cfg.steps):
+        for step in itertools.count(start):
+            if step >= cfg.steps:
+                break
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, o, cfg.steps)
             loss_sum = torch.zeros((), device=acc.device)
@@ -159,7 +202,35 @@ def train(
             bar.update(1)
             if callback is not None:
                 callback(TrainStep(done, rank, world, seen, loss_sum.item(), denoiser))
-            if done % cfg.log_every == 0 or done == cfg.steps:
+            if not planned and done == 1:
+                t_calib = time.perf_counter()  # the first step (allocations, warm caches) is not timed
+            if not planned and done == CALIBRATION_STEPS:
+                per_step = (time.perf_counter() - t_calib) / (done - 1)
+                left = budget - (time.perf_counter() - t_start)
+                total = _agree(acc, plan_steps(cfg, left, per_step, done, _eval_images(cfg, source.n)))
+                cfg = resolve_for_length(dataclasses.replace(length_open, steps=total))
+                o = cfg.optim
+                ema.half_life_images = cfg.ema.half_life_images
+                ema.decay = 0.999 if cfg.ema.decay is None else cfg.ema.decay
+                planned = True
+                if acc.is_main_process:
+                    ckpt.write_text_atomic(out / "config.json", cfg.to_json())
+                bar.total, bar.desc = total, "train"
+                bar.refresh()
+                acc.print(
+                    f"plan: {total} steps in {cfg.minutes:g} min ({per_step:.3f} s a step over {done - 1} timed "
+                    f"steps); saved in {out / 'config.json'}"
+                )
+            elapsed = time.perf_counter() - t_start  # the clock the budget is read on, and logged
+            over = (
+                budget is not None
+                and planned
+                and done % cfg.log_every == 0
+                and done < cfg.steps
+                and _agree(acc, int(elapsed >= budget))
+            )
+            final = done == cfg.steps or bool(over)
+            if done % cfg.log_every == 0 or final:
                 loss_val = acc.reduce(loss_sum, "mean").item()
                 rate = (done - step_log) * cfg.batch_size / max(time.perf_counter() - t_log, 1e-9)
                 t_log, step_log = time.perf_counter(), done
@@ -171,24 +242,37 @@ def train(
                     "grad_norm": float(gnorm),
                     "bad_steps": bad_total,
                     "cpu_s": time.process_time(),  # this process's CPU seconds: throughput that ignores other load
+                    "elapsed_s": elapsed,
                 }
+                if over:
+                    rec["budget_stop"] = True
                 bar.set_postfix(loss=f"{loss_val:.4f}", img_s=f"{rate:.0f}", refresh=False)
                 acc.log({k: v for k, v in rec.items() if k != "step"}, step=done)
                 if acc.is_main_process:
                     with open(out / "log.jsonl", "a") as f:
                         f.write(json.dumps(rec) + "\n")
             t_side = time.perf_counter()  # previews, evaluations and checkpoints do not count in images/s
-            if cfg.sample_every and (done % cfg.sample_every == 0 or done == cfg.steps) and acc.is_main_process:
+            if planned and cfg.sample_every and (done % cfg.sample_every == 0 or final) and acc.is_main_process:
                 try:  # a failing preview must never cost a run its progress
                     _sample_grid(cfg, ema.model, schedule, out / "samples" / f"step-{done:08d}.png")
                 except Exception as e:
                     acc.print(f"warning: sample grid at step {done} failed ({type(e).__name__}: {e}); training goes on")
-            if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps) and acc.is_main_process:
+            if planned and cfg.eval_every and (done % cfg.eval_every == 0 or final) and acc.is_main_process:
                 _periodic_eval(cfg, ema.model, schedule, done, out, acc)
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if planned and (done % cfg.checkpoint_every == 0 or final):
                 save(done)
             t_log += time.perf_counter() - t_side
+            if over:
+                acc.print(
+                    f"time budget of {cfg.minutes:g} min reached at step {done} of the {cfg.steps} planned; "
+                    f"`noisecraft train --out {out} --resume` would finish the plan"
+                )
+                break
             if done < cfg.steps and stop.requested(acc, agree=done % cfg.log_every == 0):
+                if not planned:  # nothing is saved before the plan exists
+                    bar.close()
+                    acc.end_training()
+                    raise TrainingInterrupted(done, ckpt.latest_checkpoint(out), stop.signum)
                 if done % cfg.checkpoint_every:  # not already saved at this step
                     save(done)
                 bar.close()
@@ -197,6 +281,25 @@ def train(
     bar.close()
     acc.end_training()
     return ckpt.latest_checkpoint(out)
+
+
+def _eval_images(cfg: TrainConfig, num_train: int) -> int:
+    """Samples a periodic evaluation will draw (a folder: about twice its held-out part)."""
+    from noisecraft.training.defaults import eval_sample_count
+
+    if cfg.data.kind != "folder" or not cfg.data.holdout:
+        return cfg.eval_count
+    held = round(num_train * cfg.data.holdout / (1 - cfg.data.holdout))
+    return eval_sample_count(cfg, held)
+
+
+def _agree(acc, value: int) -> int:
+    """The main process's value, on every process (a decision from its clock must be the same everywhere)."""
+    if acc.num_processes == 1:
+        return int(value)
+    from accelerate.utils import broadcast
+
+    return int(broadcast(torch.tensor([int(value)], device=acc.device), from_process=0).item())
 
 
 def _save(acc, out: Path, step: int, denoiser, ema: EMA, opt, g, cfg: TrainConfig, counters: dict) -> None:
@@ -239,11 +342,25 @@ def _truncate_log(path: Path, step: int) -> None:
         ckpt.write_text_atomic(path, "".join(ln + "\n" for ln in keep))
 
 
+_HELDOUT: dict[str, object] = {}  # the folder evaluation of the current run (reference features, floor)
+
+
 def _periodic_eval(cfg: TrainConfig, model, schedule, step: int, out: Path, acc) -> None:
     """Append a small, labelled evaluation to eval.jsonl; never touches the training RNG or stops the run."""
     from noisecraft.evaluation.evaluate import periodic_eval
 
     try:
+        if cfg.data.kind == "folder":
+            with torch.random.fork_rng(devices=[]):
+                rec = {"step": step, **_heldout(cfg, model)(cfg, model, schedule)}
+            with open(out / "eval.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            s, fl, p = rec["scores"], rec["noise_floor"], rec["protocol"]
+            acc.print(
+                f"step {step}: FD {s['fd']:.3g} KID {s['kid_mean']:.3g} against {p['num_reference']} held-out "
+                f"images ({p['num_samples']} samples; floor FD {fl['fd']:.3g} KID {fl['kid_mean']:.3g})"
+            )
+            return
         with torch.random.fork_rng(devices=[]):
             res = periodic_eval(
                 model,
@@ -263,6 +380,16 @@ def _periodic_eval(cfg: TrainConfig, model, schedule, step: int, out: Path, acc)
         # what can go wrong with the data or the disk (NaN samples, a missing reference, a full disk); a bug
         # (a tensor on the wrong device, a shape error) is not caught: it must surface, not become a warning
         acc.print(f"warning: periodic evaluation at step {step} failed ({type(e).__name__}: {e}); training goes on")
+
+
+def _heldout(cfg: TrainConfig, model):
+    from noisecraft.training.heldout import HeldoutEval
+
+    key = json.dumps(cfg.data.to_dict(), sort_keys=True)
+    if key not in _HELDOUT:
+        _HELDOUT.clear()
+        _HELDOUT[key] = HeldoutEval(cfg, device=next(model.parameters()).device)
+    return _HELDOUT[key]
 
 
 def _sample_grid(cfg: TrainConfig, model, schedule, path: Path) -> None:

@@ -216,7 +216,8 @@ def open_source(cfg: TrainConfig, dataset: Any, rank: int, world: int, progress:
         how = f"held in memory, {mb:.1f} MB"
     else:
         how = f"read per step by {cfg.num_workers} worker processes" if cfg.num_workers else "read per step"
-    say(f"data: {source.n} items of shape {tuple(sample_shape(cfg))} from {cfg.data.source} ({how})")
+    more = f"; {data.summary()}" if hasattr(data, "summary") else ""  # a folder: transparency, sizes, what is done
+    say(f"data: {source.n} items of shape {tuple(sample_shape(cfg))} from {cfg.data.source} ({how}){more}")
     return source
 
 
