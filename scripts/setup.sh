@@ -24,3 +24,8 @@ fi
 # k-diffusion for the sampler parity tests only: without its heavy dependencies (torchvision, wandb, ...);
 # tests load its sampling.py alone (tests/test_samplers_kdiffusion.py).
 "$venv/bin/python" -m pip install -q --no-deps "k-diffusion==0.1.1.post1"
+# Fashion-MNIST (the built-in fashion-mnist and scenes datasets) comes from Debian; tests never need it
+if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; } >/dev/null 2>&1 \
+    || echo "note: could not install dataset-fashion-mnist; the scenes and fashion-mnist datasets need it"
+fi

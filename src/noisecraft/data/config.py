@@ -13,7 +13,7 @@ from typing import Any
 
 from noisecraft.errors import NoisecraftError, check_choice
 
-BUILTINS = ("digits", "fashion-mnist")
+BUILTINS = ("digits", "fashion-mnist", "scenes")
 CROPS = ("center", "random")
 RESIZE_FILTERS = ("lanczos", "bicubic", "bilinear", "box", "nearest")
 
@@ -34,7 +34,8 @@ class DataConfig:
     """Where the training images come from and how each one is turned into a tensor.
 
     Args:
-        source: "digits" (scikit-learn 8x8 digits), "fashion-mnist" (IDX files), "toy:<name>" (2-D toys of
+        source: "digits" (scikit-learn 8x8 digits), "fashion-mnist" (IDX files), "scenes" (captioned two-item
+            scenes built from Fashion-MNIST, see noisecraft.data.scenes), "toy:<name>" (2-D toys of
             noisecraft.data.toys), "hf:<dataset name or saved-to-disk path>", or a folder of images.
         resolution: output side length in pixels (images are resized so the short side matches, then
             cropped square). Ignored for toy sources.
@@ -60,6 +61,9 @@ class DataConfig:
         path: where the fashion-mnist IDX files live (None: $NOISECRAFT_FASHION_MNIST or the Debian path).
         toy_size: number of points of a toy source.
         limit: use only the first `limit` items (None: all).
+        scenes_size: number of images of the "scenes" source.
+        latent: an autoencoder (a `noisecraft train-vae` folder or a diffusers AutoencoderKL folder): items are
+            its scaled latents instead of pixels, encoded once into an on-disk cache (data/latent_cache.py).
     """
 
     source: str = "digits"
@@ -83,6 +87,8 @@ class DataConfig:
     path: str | None = None
     toy_size: int = 10_000
     limit: int | None = None
+    scenes_size: int = 10_000
+    latent: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -118,8 +124,13 @@ class DataConfig:
         _int("toy_size", self.toy_size, 1, None)
         if self.limit is not None:
             _int("limit", self.limit, 1, None)
-        if self.captions and source_kind(self.source) in ("builtin", "toy"):
-            raise NoisecraftError(f"captions=True needs a folder or hf source; {self.source!r} has no captions")
+        _int("scenes_size", self.scenes_size, 1, None)
+        if self.latent is not None and (not isinstance(self.latent, str) or not self.latent):
+            raise NoisecraftError(f"latent must be an autoencoder folder path or null, got {self.latent!r}")
+        if self.captions and source_kind(self.source) in ("builtin", "toy") and self.source != "scenes":
+            raise NoisecraftError(
+                f"captions=True needs a folder or hf source (or scenes); {self.source!r} has no captions"
+            )
         if self.labels and source_kind(self.source) == "toy" and self.source[4:] not in ("8gaussians", "gmm"):
             raise NoisecraftError(
                 "labels=True on a toy source needs toy:8gaussians or toy:gmm (mixtures with components)"

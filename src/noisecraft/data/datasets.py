@@ -14,7 +14,15 @@ from noisecraft.data.config import DataConfig
 
 def make_dataset(cfg: DataConfig) -> Dataset:
     """Build the dataset described by `cfg` (see DataConfig for the sources)."""
+    if cfg.latent is not None:
+        from noisecraft.data.latent_cache import LatentDataset
+
+        return LatentDataset(cfg)
     kind = cfg.kind
+    if cfg.source == "scenes":
+        from noisecraft.data.scenes import ScenesDataset
+
+        return ScenesDataset(cfg)
     if kind == "toy":
         from noisecraft.data.builtin import ToyDataset
 

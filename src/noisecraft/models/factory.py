@@ -20,7 +20,7 @@ from noisecraft.core.precond import NOISE_INPUTS, PARAMETERISATIONS, Preconditio
 from noisecraft.core.schedules import BETA_SCHEDULES, SCHEDULES, Schedule, make_schedule
 from noisecraft.errors import NoisecraftError, check_choice
 
-ARCHS = ("mlp", "unet", "dit")
+ARCHS = ("mlp", "unet", "dit", "cond-unet")
 PRESETS = ("nano", "tiny", "small", "guide-128", "auto")
 
 
@@ -44,7 +44,8 @@ class ModelConfig:
     """What network to build and how it is wrapped into a denoiser.
 
     Args:
-        arch: "unet" (diffusers UNet2DModel), "dit" (diffusers DiTTransformer2DModel) or "mlp" (flat vectors).
+        arch: "unet" (diffusers UNet2DModel), "dit" (diffusers DiTTransformer2DModel), "mlp" (flat vectors) or
+            "cond-unet" (diffusers UNet2DConditionModel, text-conditioned; see models/cond_unet.py).
         preset: "tiny", "small" or "guide-128" (the size of the network; see models/unet.py, models/dit.py), or
             "auto" (``auto_preset``; training resolves it from the data size and saves the choice).
         resolution: image side in pixels (unet/dit); for "mlp" the input is channels·resolution² values, so a
@@ -56,6 +57,7 @@ class ModelConfig:
         sigma_data: data standard deviation for the preconditioning (None: 1.0 for discrete VP, else 0.5).
         noise_input: "t" or "log_sigma" (None: "t" for discrete VP schedules, else "log_sigma").
         net_kwargs: overrides of the preset's constructor keywords (e.g. {"layers_per_block": 1}).
+        text_dim: width of the text encoder's token states (cond-unet only; 0: no text).
     """
 
     arch: str = "unet"
@@ -69,6 +71,7 @@ class ModelConfig:
     sigma_data: float | None = None
     noise_input: str | None = None
     net_kwargs: dict[str, Any] = field(default_factory=dict)
+    text_dim: int = 0
 
     def __post_init__(self) -> None:
         check_choice("arch", self.arch, ARCHS)
@@ -77,10 +80,12 @@ class ModelConfig:
         check_choice("schedule", self.schedule, SCHEDULES)
         if self.noise_input is not None:
             check_choice("noise_input", self.noise_input, NOISE_INPUTS)
-        for name, lo in (("resolution", 1), ("channels", 1), ("num_classes", 0)):
+        for name, lo in (("resolution", 1), ("channels", 1), ("num_classes", 0), ("text_dim", 0)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise NoisecraftError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if (self.arch == "cond-unet") != (self.text_dim > 0):
+            raise NoisecraftError("arch 'cond-unet' needs model.text_dim > 0 (set by --text), and only it takes text")
         if self.arch != "mlp" and self.channels not in (1, 3, 4):
             raise NoisecraftError(f"channels must be 1, 3 or 4 for arch {self.arch!r}, got {self.channels}")
         if self.sigma_data is not None and not (isinstance(self.sigma_data, int | float) and self.sigma_data > 0):
@@ -157,6 +162,10 @@ def build_net(cfg: ModelConfig) -> nn.Module:
         from noisecraft.models.unet import build_unet
 
         return build_unet(cfg.preset, cfg.resolution, cfg.channels, cfg.num_classes, **cfg.net_kwargs)
+    if cfg.arch == "cond-unet":
+        from noisecraft.models.cond_unet import build_cond_unet
+
+        return build_cond_unet(cfg.preset, cfg.resolution, cfg.channels, cfg.text_dim, **cfg.net_kwargs)
     if cfg.arch == "dit":
         from noisecraft.models.dit import build_dit
 

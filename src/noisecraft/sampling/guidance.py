@@ -121,19 +121,24 @@ class CFGDenoiser:
         return (sigma > lo) & (sigma <= hi)
 
     def __call__(self, x: Tensor, sigma: Tensor | float, *, class_labels: Tensor, **cond) -> Tensor:
+        y = _labels(class_labels, x)  # (B,)
+        return self.guide(x, sigma, {"class_labels": y}, {"class_labels": torch.full_like(y, self.null_label)}, cond)
+
+    def guide(self, x: Tensor, sigma: Tensor | float, pos: dict, neg: dict, cond: dict) -> Tensor:
+        """D_neg + w·(D_pos − D_neg) where the entries `pos` and `neg` (each (B, ...)) select the two branches
+        (a label and the null label; a prompt's and the negative prompt's embedding) and `cond` is shared."""
         s_in = torch.as_tensor(sigma)
         # whether to guide at all is decided on the σ the sampler passed (a CPU scalar: no device sync per step)
         skip = self.scale == 1.0 or not bool(self.active(s_in if s_in.device.type == "cpu" else s_in.cpu()).any())
         sigma = batch_sigma(sigma, x)  # (B,)
-        y = _labels(class_labels, x)  # (B,)
         on = self.active(sigma)  # (B,)
         if skip:  # the guided prediction is the conditional one
-            return self.denoiser(x, sigma, class_labels=y, **cond)
+            return self.denoiser(x, sigma, **pos, **cond)
         B = x.shape[0]
         both = self.denoiser(
             torch.cat([x, x]),
             torch.cat([sigma, sigma]),
-            class_labels=torch.cat([y, torch.full_like(y, self.null_label)]),
+            **{k: torch.cat([pos[k], neg[k]]) for k in pos},
             **{k: _double(v, B) for k, v in cond.items()},
         )  # (2B, ...)
         x0_c, x0_u = both[:B], both[B:]
