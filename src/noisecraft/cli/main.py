@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("noisecraft.cli.export", "export a run as a diffusers pipeline folder (optionally push to the Hub)"),
     "eval": ("noisecraft.cli.eval", "score a run or a folder of samples: FD, KID, precision/recall, NLL"),
     "show": ("noisecraft.cli.show", "draw the pictures of diffusion: schedules, forward process, trajectories, ..."),
+    "train-vae": ("noisecraft.cli.train_vae", "train a KL autoencoder (AutoencoderKL) for latent diffusion"),
     "train-classifier": ("noisecraft.cli.train_classifier", "train a noisy classifier for classifier guidance"),
     "sweep": ("noisecraft.cli.sweep", "image grid over guidance scales × classes for a class-conditional run"),
     "edit": ("noisecraft.cli.edit", "edit real images: img2img, inpaint/outpaint, invert, interpolate, class swap"),

@@ -12,6 +12,8 @@ Examples:
   noisecraft sample runs/roll --num 4000                      # 2-D toy: samples.png + samples.npy
   noisecraft sample exported/digits --sampler dpmpp_2m --steps 20   # a diffusers pipeline folder
   noisecraft sample hub:google/ddpm-cifar10-32 --steps 50 --out cifar   # a diffusers model from the hub
+  noisecraft sample runs/scenes --prompt "a red bag on the left" --negative-prompt "" --cfg 5 --num 8
+  noisecraft sample runs/scenes --prompts prompts.txt --cfg 3       # one image per line (prompts.txt beside them)
 """
 
 from __future__ import annotations
@@ -30,9 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="euler", help="sampler name (see `noisecraft samplers` when available)")
     p.add_argument("--steps", type=positive_int, default=40, help="sampling steps")
     p.add_argument("--schedule", default=None, help="step spacing, e.g. linspace, trailing, karras, logsnr")
-    p.add_argument("--num", type=positive_int, default=16, help="number of samples")
+    p.add_argument("--num", type=positive_int, default=None, help="number of samples (default 16; one per --prompts line)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the first sample; sample i uses seed+i")
     p.add_argument("--class", dest="class_label", type=int, default=None, help="class label (conditional models)")
+    t = p.add_argument_group("text runs (see docs/text-to-image.md)")
+    t.add_argument("--prompt", default=None, help="the text to draw (a run trained with --text)")
+    t.add_argument(
+        "--prompts", default=None, metavar="FILE", help="a text file, one prompt per line; sample i uses line i"
+    )
+    t.add_argument("--negative-prompt", default="", help="the CFG branch to steer away from ('' = unconditional)")
     g = p.add_argument_group("guidance (see docs/guidance.md)")
     g.add_argument(
         "--cfg",
@@ -64,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
     out = output_dir(args.out or default)  # before any sampling: a result that cannot be saved is lost work
     import math
 
+    from noisecraft.errors import NoisecraftError
+
+    prompts = _read_prompts(args)
+    if args.num is None:
+        args.num = len(prompts) if args.prompts else 16
     import numpy as np
     import torch
 
@@ -80,8 +93,20 @@ def run(args: argparse.Namespace) -> int:
     denoiser, schedule = model.denoiser, model.schedule
     # the samples are kept as float32 and copied once more into the grid
     check_memory(2 * 4 * args.num * math.prod(model.shape), f"--num {args.num} samples", "lower --num")
-    labels = None
-    if args.class_label is not None or args.cfg_scale is not None or args.classifier is not None:
+    labels, extra = None, None
+    if prompts is not None:
+        from noisecraft.sampling.prompt_guidance import prompt_denoiser
+
+        if args.class_label is not None or args.classifier is not None:
+            raise NoisecraftError("--prompt/--prompts do not combine with --class or --classifier")
+        per_sample = [prompts[i % len(prompts)] for i in range(args.num)]
+        denoiser, extra = prompt_denoiser(
+            denoiser, model.text_encoder, per_sample, args.negative_prompt, args.cfg_scale, args.cfg_interval,
+            args.cfg_rescale,
+        )  # fmt: skip
+    elif model.text_encoder is not None:
+        raise NoisecraftError(f"{args.run} is a text-conditioned run: pass --prompt TEXT (or --prompts FILE)")
+    elif args.class_label is not None or args.cfg_scale is not None or args.classifier is not None:
         from noisecraft.sampling.guidance import build_guided_denoiser
 
         classifier = None
@@ -112,7 +137,13 @@ def run(args: argparse.Namespace) -> int:
         spacing=args.schedule,
         class_labels=labels,
         batch_size=args.batch_size,
+        cond=extra,
     )
+    if model.latent is not None:  # a latent run: decode at the end (models/autoencoder.py)
+        from noisecraft.models.autoencoder import load_codec
+
+        codec = load_codec(model.latent, device)  # decodes on the device, returns on x's (the CPU)
+        x = torch.cat([codec.decode(x[i : i + 64]) for i in range(0, len(x), 64)])
     with write_guard(out):
         out.mkdir(parents=True, exist_ok=True)
         if x.ndim == 2:
@@ -121,6 +152,28 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {png} and {out / 'samples.npy'} ({args.num} points)")
             return 0
         save_images(x, out, seeds)
+        if prompts is not None:
+            lines = [f"seed{s:06d}.png\t{prompts[i % len(prompts)]}\n" for i, s in enumerate(seeds)]
+            (out / "prompts.txt").write_text("".join(lines))
         grid = save_grid(x, out / "grid.png")
     print(f"wrote {args.num} images seed{seeds[0]:06d}.png .. seed{seeds[-1]:06d}.png and {grid}")
     return 0
+
+
+def _read_prompts(args: argparse.Namespace) -> list[str] | None:
+    """The prompts of --prompt or --prompts FILE (one per non-empty line), or None."""
+    from pathlib import Path
+
+    from noisecraft.errors import NoisecraftError
+
+    if args.prompt is not None and args.prompts is not None:
+        raise NoisecraftError("give --prompt or --prompts, not both")
+    if args.prompts is not None:
+        path = Path(args.prompts)
+        if not path.is_file():
+            raise NoisecraftError(f"--prompts file {args.prompts!r} does not exist")
+        lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        if not lines:
+            raise NoisecraftError(f"--prompts file {args.prompts!r} holds no prompt (one per line)")
+        return lines
+    return None if args.prompt is None else [args.prompt]

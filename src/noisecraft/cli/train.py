@@ -68,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run folder")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from noisecraft.cli import text_options
+
+    text_options.add_arguments(p)
 
 
 def resolve_config(args: argparse.Namespace):
@@ -132,6 +135,9 @@ def resolve_config(args: argparse.Namespace):
             d["data"][flag] = d["model"][flag] = getattr(args, flag)
     if args.data is not None and args.channels is None and not base and not _sets(args.set, "channels"):
         _colour_from_folder(d)
+    from noisecraft.cli import text_options  # --data scenes, --text, --latent
+
+    text_options.apply(d, args, args.channels is not None or bool(base) or _sets(args.set, "channels"))
     try:
         cfg = apply_overrides(TrainConfig.from_dict(d), args.set)
     except TypeError as e:  # pragma: no cover - a constructor complaint that escaped validation

@@ -23,8 +23,9 @@ HUB_PREFIX = "hub:"
 class Pretrained:
     """A loaded model with what sampling needs to know about it.
 
-    denoiser: D(x, σ, **cond) → x̂0 in eval mode; shape: one sample, (2,) or (C, H, W); num_classes: 0 when
-    unconditional; kind: "run" or "diffusers".
+    denoiser: D(x, σ, **cond) → x̂0 in eval mode; shape: one sample, (2,) or (C, H, W) (a latent run: the
+    latent's); num_classes: 0 when unconditional; kind: "run" or "diffusers"; latent: the autoencoder folder
+    whose latents the model generates (None: pixels); text_encoder: the encoder of a text run (None: no text).
     """
 
     denoiser: torch.nn.Module
@@ -32,6 +33,8 @@ class Pretrained:
     shape: tuple[int, ...]
     num_classes: int
     kind: str
+    latent: str | None = None
+    text_encoder: object | None = None
 
 
 def is_diffusers_folder(path: Path) -> bool:
@@ -61,7 +64,8 @@ def load_pretrained(spec: str, ema: bool = True, device: str | torch.device | No
     from noisecraft.training.setup import sample_shape
 
     denoiser, schedule, cfg = load_run(path, ema=ema, device=device)
-    return Pretrained(denoiser, schedule, sample_shape(cfg), cfg.model.num_classes, "run")
+    encoder = getattr(denoiser.net, "text_encoder", None)
+    return Pretrained(denoiser, schedule, sample_shape(cfg), cfg.model.num_classes, "run", cfg.data.latent, encoder)
 
 
 def check_diffusers_weights(folder: Path) -> None:

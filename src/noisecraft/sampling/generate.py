@@ -63,8 +63,10 @@ def generate(
     device: str | torch.device | None = None,
     to_cpu: bool = True,
     callback: Callable[[int, Step], None] | None = None,
+    cond: dict[str, Tensor] | None = None,
 ) -> Tensor:
-    """Samples (N, *shape), one per seed; the noise of sample i comes only from seed i.
+    """Samples (N, *shape), one per seed; the noise of sample i comes only from seed i. `cond`: more per-sample
+    conditioning, each entry (N, ...) (e.g. text embeddings), sliced with the batches.
 
     With no `spacing`, the sampler's own default spacing is used (``sampling.steps.default_spacing``).
     Runs on `device` (default: the denoiser's own device). The result comes back on the CPU as float32
@@ -84,8 +86,9 @@ def generate(
     for lo in range(0, len(seeds), batch_size):
         gens = per_sample_generators(seeds[lo : lo + batch_size])
         x = float(sigmas[0]) * randn((len(gens), *shape), gens, torch.float32, device)
-        cond = {} if class_labels is None else {"class_labels": class_labels[lo : lo + batch_size].to(device)}
+        c = {} if class_labels is None else {"class_labels": class_labels[lo : lo + batch_size].to(device)}
+        c.update({k: v[lo : lo + batch_size].to(device) for k, v in (cond or {}).items()})
         cb = None if callback is None else functools.partial(callback, lo)
-        x = fn(denoiser, x, sigmas, cond=cond, generator=gens, callback=cb).float()
+        x = fn(denoiser, x, sigmas, cond=c, generator=gens, callback=cb).float()
         out.append(x.cpu() if to_cpu else x)
     return torch.cat(out)

@@ -68,3 +68,29 @@ class PromptConditioned:
         for k, v in self.text.items():
             cond.setdefault(k, v.to(x.device).expand(x.shape[0], *v.shape[1:]))
         return self.denoiser(x, sigma, **cond)
+
+
+def prompt_denoiser(
+    denoiser: Denoiser,
+    encoder,
+    prompts: list[str],
+    negative_prompt: str = "",
+    cfg_scale: float | None = None,
+    cfg_interval: tuple[float, float] | str | None = None,
+    cfg_rescale: float = 0.0,
+) -> tuple[Denoiser, dict[str, Tensor]]:
+    """The denoiser the `sample` command runs for prompts, and the per-sample conditioning (N, ...) to pass it.
+
+    prompts: one per sample. With cfg_scale None the model is used with the prompt alone (w = 1); otherwise
+    D_w = D(neg) + w·(D(prompt) − D(neg)), neg the negative prompt ("" by default: the unconditional model).
+    """
+    if encoder is None:
+        raise NoisecraftError("--prompt needs a text-conditioned run (trained with --text)")
+    cond = encoder.encode(prompts)
+    if cfg_scale is None:
+        if cfg_interval is not None or cfg_rescale:
+            raise NoisecraftError("a cfg interval or cfg rescale needs a cfg scale (--cfg W)")
+        if negative_prompt:
+            raise NoisecraftError("--negative-prompt acts through guidance: give a --cfg scale too")
+        return denoiser, cond
+    return PromptCFGDenoiser(denoiser, cfg_scale, encoder.encode(negative_prompt), cfg_interval, cfg_rescale), cond

@@ -229,4 +229,10 @@ def load_run(path: str | Path, ema: bool = True, device: str | torch.device | No
     except (RuntimeError, OSError) as e:  # SafetensorError is a RuntimeError; shapes that do not fit too
         msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise NoisecraftError(f"cannot load {ckpt / weights} into the model of its config.json ({msg})") from None
-    return denoiser.to(resolve_device(device)).eval().requires_grad_(False), schedule, cfg
+    device = resolve_device(device)
+    if cfg.text.enabled:  # a text run takes prompt= (models/cond_unet.py)
+        from noisecraft.models.cond_unet import attach_text_encoder
+        from noisecraft.models.text import load_text_encoder
+
+        attach_text_encoder(denoiser, load_text_encoder(cfg.text, device))
+    return denoiser.to(device).eval().requires_grad_(False), schedule, cfg

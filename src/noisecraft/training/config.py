@@ -20,6 +20,7 @@ from typing import Any
 from noisecraft.data.config import DataConfig
 from noisecraft.errors import NoisecraftError, check_choice
 from noisecraft.models.factory import ModelConfig
+from noisecraft.models.text import TextConfig
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 LR_DECAYS = ("cosine", "constant")
@@ -126,6 +127,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    text: TextConfig = field(default_factory=TextConfig)  # text conditioning (models/text.py); off by default
     label_dropout: float = 0.0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(**TRAIN_MODEL_DEFAULTS))
     steps: int = 1000

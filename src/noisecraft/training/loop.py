@@ -123,6 +123,11 @@ def train(
     denoiser, schedule = build_model(cfg)
     ema = EMA(denoiser, 0.999 if cfg.ema.decay is None else cfg.ema.decay, cfg.ema.power, cfg.ema.half_life_images)
     source = open_source(cfg, dataset, rank, world, progress and acc.is_main_process, acc.print)
+    text = None
+    if cfg.text.enabled:  # captions → embeddings, one caption per item and step, dropped to "" for CFG
+        from noisecraft.training.text_cond import CaptionSampler
+
+        text = CaptionSampler(cfg.text, source.dataset, source.keep, acc.device)
     loss_mod = LossModule(denoiser, DenoisingLoss(schedule, cfg.loss.weighting, cfg.loss.min_snr_gamma))
     o = cfg.optim
     # fused AdamW: one kernel for all parameters (same update, ~4x cheaper step than the per-tensor loop on CPU)
@@ -179,6 +184,8 @@ def train(
                 cond = {}
                 if null:
                     cond["class_labels"] = drop_labels(batch["label"].to(acc.device), cfg.label_dropout, null, g)
+                if text is not None:
+                    cond.update(text(idx, g))
                 sync = contextlib.nullcontext() if m == o.grad_accum - 1 else acc.no_sync(loss_mod)
                 with sync, acc.autocast():
                     loss = loss_mod(x0, g, **cond).float().mean()
@@ -254,7 +261,7 @@ def train(
             t_side = time.perf_counter()  # previews, evaluations and checkpoints do not count in images/s
             if planned and cfg.sample_every and (done % cfg.sample_every == 0 or final) and acc.is_main_process:
                 try:  # a failing preview must never cost a run its progress
-                    _sample_grid(cfg, ema.model, schedule, out / "samples" / f"step-{done:08d}.png")
+                    _sample_grid(cfg, ema.model, schedule, out / "samples" / f"step-{done:08d}.png", text)
                 except Exception as e:
                     acc.print(f"warning: sample grid at step {done} failed ({type(e).__name__}: {e}); training goes on")
             if planned and cfg.eval_every and (done % cfg.eval_every == 0 or final) and acc.is_main_process:
@@ -392,11 +399,17 @@ def _heldout(cfg: TrainConfig, model):
     return _HELDOUT[key]
 
 
-def _sample_grid(cfg: TrainConfig, model, schedule, path: Path) -> None:
+def _sample_grid(cfg: TrainConfig, model, schedule, path: Path, text=None) -> None:
     from noisecraft.data.io import save_grid
     from noisecraft.evaluation.plots import save_points
     from noisecraft.sampling.generate import generate
 
+    extra = None
+    if text is not None:  # one training caption per preview image, written beside the grid
+        captions = text.preview(cfg.sample_count)
+        extra = text.encoder.encode(captions)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".txt").write_text("".join(c + "\n" for c in captions))
     labels = None
     if cfg.model.num_classes:
         labels = torch.arange(cfg.sample_count) % cfg.model.num_classes
@@ -409,5 +422,10 @@ def _sample_grid(cfg: TrainConfig, model, schedule, path: Path) -> None:
         steps=cfg.sample_steps,
         class_labels=labels,
         device=next(model.parameters()).device,
+        cond=extra,
     )
+    if cfg.data.latent is not None:
+        from noisecraft.models.autoencoder import load_codec
+
+        x = load_codec(cfg.data.latent).decode(x)
     save_points(x, path, f"EMA samples, {path.stem}") if x.ndim == 2 else save_grid(x, path)

@@ -186,7 +186,7 @@ def resumable_checkpoint(out_dir: str | Path, say: Callable[[str], Any] | None =
 
 
 # what may not change between a run and its resumption (cadences, steps, lr and paths may)
-RESUME_FIXED = ("data", "model", "seed", "batch_size", "label_dropout", "loss", "ema")
+RESUME_FIXED = ("data", "model", "seed", "batch_size", "label_dropout", "loss", "ema", "text")
 
 
 def check_resumable(ckpt: Path, config: dict[str, Any]) -> None:

@@ -36,6 +36,10 @@ def sample_shape(cfg: TrainConfig) -> tuple[int, ...]:
     """Shape of one training item: (2,) for 2-D toys, (C, H, W) for images."""
     if cfg.data.kind == "toy":
         return (2,)
+    if cfg.data.latent is not None:  # the autoencoder's latents (models/autoencoder.py)
+        from noisecraft.models.autoencoder import latent_shape
+
+        return latent_shape(cfg.data.latent, cfg.data.resolution)
     return (cfg.data.channels, cfg.data.resolution, cfg.data.resolution)
 
 
@@ -56,6 +60,19 @@ def check_compatible(cfg: TrainConfig) -> None:
         )
     if m.num_classes and not cfg.data.labels:
         raise NoisecraftError("model.num_classes > 0 needs labelled data: set data.labels=true")
+    if cfg.text.enabled or m.text_dim:
+        from noisecraft.models.text import text_dim
+
+        want = text_dim(cfg.text)
+        if m.arch != "cond-unet" or m.text_dim != want:
+            raise NoisecraftError(
+                f"text encoder {cfg.text.encoder!r} gives {want}-d states: set model.arch=cond-unet and "
+                f"model.text_dim={want} (the --text flag does)"
+            )
+        if cfg.data.source != "scenes" and not cfg.data.captions:
+            raise NoisecraftError("text conditioning needs captions: --data scenes, or data.captions=true")
+    if cfg.data.source == "scenes" and cfg.data.flip:
+        raise NoisecraftError("scenes cannot be flipped (left and right would no longer match the captions)")
 
 
 def lr_at(step: int, optim: OptimConfig, total_steps: int) -> float:
@@ -113,6 +130,7 @@ class BatchSource:
         self._perm_cache: dict = {}
         self.cache: dict[str, Tensor] | None = None
         self.skipped: list[str] = []  # "where: why" of each unreadable item left out of the cache
+        self.keep: Tensor | None = None  # row of the cache → dataset index, when unreadable items were left out
         self._u8 = False  # the cache holds images as uint8 pixels
         if cache:
             self._fill_cache(progress)
@@ -139,6 +157,7 @@ class BatchSource:
         self.skipped = [f"{describe(i)}: {why}" for i, why in sorted(bad.items())]
         keep = torch.tensor([i for i in range(self.n) if i not in bad], dtype=torch.long)
         self.n = len(keep)
+        self.keep = keep if bad else None
         self.cache = {"x": xs[keep].contiguous() if bad else xs}
         if labels is not None:
             self.cache["label"] = labels[keep] if bad else labels
