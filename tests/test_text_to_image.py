@@ -1,0 +1,103 @@
+"""Text-to-image in latent space end to end: train-vae → train --text --latent → sample --prompt, resume, API."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from noisecraft.cli.main import main
+from tiny_models import make_tiny_clip
+
+QUIET = ["--no-progress", "--set", "trackers=[]"]
+SMALL = ["--set", 'model.net_kwargs={"block_out_channels": [32, 32]}', "--set", "data.scenes_size=16"]
+
+
+@pytest.fixture
+def latent_setup(fake_fashion_mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("NOISECRAFT_CACHE", str(tmp_path / "cache"))
+    vae = tmp_path / "vae"
+    argv = ["train-vae", "--steps", "3", "--batch-size", "4", "--set", "data.scenes_size=16", "--out", str(vae)]
+    assert main([*argv, "--no-progress"]) == 0
+    return vae, make_tiny_clip(tmp_path / "clip")
+
+
+def test_text_latent_run_trains_samples_and_loads(latent_setup, tmp_path, capsys) -> None:
+    vae, clip = latent_setup
+    run = tmp_path / "run"
+    argv = ["train", "--data", "scenes", "--text", f"clip:{clip}", "--latent", str(vae), "--steps", "40"]
+    argv += ["--batch-size", "8", "--lr", "3e-3", "--set", "optim.warmup_steps=5", "--set", "sample_count=4"]
+    argv += ["--set", "sample_every=40", "--set", "sample_steps=4", "--out", str(run), *QUIET, *SMALL]
+    assert main(argv) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["arch"] == "cond-unet" and cfg["model"]["text_dim"] == 32
+    assert (cfg["model"]["channels"], cfg["model"]["resolution"], cfg["data"]["channels"]) == (4, 8, 3)
+    log = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["loss"] < 0.8 * log[0]["loss"]  # it learns
+    grid = Image.open(run / "samples" / "step-00000040.png")
+    assert grid.size[0] >= 64 and len((run / "samples" / "step-00000040.txt").read_text().splitlines()) == 4
+    # sample with a prompt and a negative prompt, then a prompts file
+    out = tmp_path / "gen"
+    argv = ["sample", str(run), "--prompt", "a red bag on the left", "--negative-prompt", "a blue coat"]
+    assert main([*argv, "--cfg", "5", "--num", "3", "--steps", "4", "--out", str(out)]) == 0
+    pngs = sorted(out.glob("seed*.png"))
+    assert len(pngs) == 3 and Image.open(pngs[0]).size == (32, 32) and Image.open(pngs[0]).mode == "RGB"
+    assert (out / "grid.png").is_file() and "a red bag on the left" in (out / "prompts.txt").read_text()
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red bag on the left\n\nleft: empty; right: white coat\n")
+    out2 = tmp_path / "gen2"
+    assert main(["sample", str(run), "--prompts", str(prompts), "--cfg", "3", "--steps", "4", "--out", str(out2)]) == 0
+    lines = (out2 / "prompts.txt").read_text().splitlines()
+    assert lines == ["seed000000.png\ta red bag on the left", "seed000001.png\tleft: empty; right: white coat"]
+    # seed 0 with the same prompt and guidance is the same image whatever else is drawn with it
+    a, b = Image.open(out / "seed000000.png"), Image.open(out2 / "seed000000.png")
+    assert a.tobytes() != b.tobytes()  # negative prompt and scale differ
+    # bad input: one line, no traceback
+    capsys.readouterr()
+    assert main(["sample", str(run), "--num", "2"]) == 2
+    assert "pass --prompt" in capsys.readouterr().err
+    assert main(["sample", str(run), "--prompts", str(tmp_path / "none.txt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    # the Python API: load_run gives a denoiser that takes prompt=
+    import noisecraft as nc
+
+    d, _, rcfg = nc.load_run(run)
+    assert rcfg.text.encoder == "clip"
+    x = torch.randn(2, 4, 8, 8)
+    by_prompt = d(x, torch.tensor([1.0, 2.0]), prompt="a red bag on the left")
+    by_text = d(x, torch.tensor([1.0, 2.0]), **d.net.text_encoder.encode(["a red bag on the left"] * 2))
+    assert torch.equal(by_prompt, by_text)
+
+
+def test_text_run_resumes_bit_for_bit(latent_setup, tmp_path) -> None:
+    """Captions are drawn from the trainer's generator, which checkpoints save: 3 + 3 steps = 6 steps."""
+    from noisecraft.training.setup import param_digest
+
+    vae, clip = latent_setup
+    import noisecraft as nc
+
+    def run(name: str, steps: int, resume: bool = False) -> str:
+        argv = ["train", "--data", "scenes", "--text", f"clip:{clip}", "--latent", str(vae), "--steps", str(steps)]
+        argv += ["--batch-size", "4", "--set", "checkpoint_every=3", "--set", "sample_every=0"]
+        argv += ["--out", str(tmp_path / name), *QUIET, *SMALL] + (["--resume"] if resume else [])
+        assert main(argv) == 0
+        return param_digest(nc.load_run(tmp_path / name, ema=False)[0])
+
+    straight = run("a", 6)
+    run("b", 3)
+    assert run("b", 6, resume=True) == straight
+    assert run("c", 3) != straight
+
+
+def test_text_training_errors(fake_fashion_mnist, tmp_path, capsys) -> None:
+    assert main(["train", "--data", "scenes", "--text", "bert", "--dry-run"]) == 2
+    assert "--text must be minilm or clip:FOLDER" in capsys.readouterr().err
+    assert main(["train", "--data", "scenes", "--latent", str(tmp_path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "is not an autoencoder" in err and "Traceback" not in err and err.count("error:") == 1
+    clip = make_tiny_clip(tmp_path / "clip")
+    argv = ["train", "--data", "digits", "--text", f"clip:{clip}", "--steps", "1", "--out", str(tmp_path / "r")]
+    assert main([*argv, *QUIET]) == 2
+    assert "needs captions" in capsys.readouterr().err
