@@ -8,7 +8,8 @@ Two real encoders, both frozen and offline:
   local folder (a Stable-Diffusion folder with text_encoder/ and tokenizer/, or one folder holding both):
   the last hidden states and CLIP's pooled output (the end-of-text token's state).
 
-Every prompt is padded (or truncated, with a warning) to ``max_tokens``. The conditioning a denoiser receives is
+Every prompt is padded (or truncated, with a warning) to ``max_tokens``; MiniLM's states at padding positions are
+zero (they are masked out anyway), CLIP's are kept (Stable Diffusion attends to them). A denoiser receives
 
     text_states (B, T, D) float32, text_mask (B, T) bool (True at real tokens), text_pooled (B, D) float32.
 
@@ -148,6 +149,8 @@ class TextEncoder:
         else:
             pooled = out.pooler_output.float()
         for p, s, pl, m in zip(prompts, states.half().cpu(), pooled.half().cpu(), mask.cpu()):
+            if self.pooling == "mean":  # BERT's states at padding are unused: keep the real tokens only
+                s = s[: int(m.sum())].clone()
             self._cache[p] = (s, pl, m)
 
     def encode(self, prompts: str | list[str], device: str | torch.device | None = None) -> dict[str, Tensor]:
@@ -158,7 +161,11 @@ class TextEncoder:
         missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
         for lo in range(0, len(missing), 256):
             self._compute(missing[lo : lo + 256])
-        states = torch.stack([self._cache[p][0] for p in prompts]).float()  # (B, T, D)
+        T = self.max_tokens
+        states = torch.zeros(len(prompts), T, self.dim)  # (B, T, D); MiniLM: zeros at padding
+        for i, p in enumerate(prompts):
+            s = self._cache[p][0]
+            states[i, : len(s)] = s.float()
         pooled = torch.stack([self._cache[p][1] for p in prompts]).float()  # (B, D)
         mask = torch.stack([self._cache[p][2] for p in prompts])  # (B, T)
         device = device if device is not None else "cpu"
