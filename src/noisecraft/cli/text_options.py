@@ -34,6 +34,10 @@ def apply(d: dict, args: argparse.Namespace, user_channels: bool) -> None:
         if name not in ("minilm", "clip") or (name == "clip") != bool(path):
             raise NoisecraftError(f"--text must be minilm or clip:FOLDER, got {args.text!r}")
         d["text"].update(encoder=name, path=path or None)
+        from noisecraft.data.config import source_kind
+
+        if source_kind(d["data"]["source"]) in ("folder", "hf"):  # captions from .txt / metadata.jsonl / a column
+            d["data"]["captions"] = True
         d["model"]["text_dim"] = text_dim(TextConfig(**d["text"]))
         if args.arch is None:
             d["model"]["arch"] = "cond-unet"
