@@ -155,3 +155,14 @@ def test_the_commands_of_docs_text_to_image_run(fake_fashion_mnist, tmp_path, mo
     out = tmp_path / "runs" / "scenes-text" / "generated"
     assert len(list(out.glob("seed*.png"))) == 8  # --num 8, then --prompts (2 lines) overwrote seeds 0 and 1
     assert (out / "prompts.txt").read_text().count("\n") == 2
+
+
+def test_unconditional_latent_run_samples_decoded_images(latent_setup, tmp_path) -> None:
+    vae, _ = latent_setup
+    run = tmp_path / "u"
+    argv = ["train", "--data", "scenes", "--latent", str(vae), "--steps", "2", "--batch-size", "4", "--out", str(run)]
+    assert main([*argv, *QUIET, "--set", "sample_every=0", "--set", "data.scenes_size=16"]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["arch"] == "unet" and (cfg["model"]["channels"], cfg["model"]["resolution"]) == (4, 8)
+    assert main(["sample", str(run), "--num", "2", "--steps", "3", "--out", str(tmp_path / "g")]) == 0
+    assert Image.open(tmp_path / "g" / "seed000001.png").size == (32, 32)  # decoded to pixels
