@@ -146,6 +146,13 @@ def align_table(args) -> None:
                          steps=args.steps, cond=cond)  # fmt: skip
             x = torch.cat([codec.decode(z[i : i + 64]) for i in range(0, len(z), 64)])
             s = score(chk.read(to_pixels(x).permute(0, 2, 3, 1).numpy()), ds.layouts)
+            if args.save:
+                from pathlib import Path
+
+                from noisecraft.training.samples import save_grid
+
+                save_grid(x[:16], Path(args.save) / f"{split}-cfg{w:g}.png", nrow=4)
+                (Path(args.save) / f"{split}-prompts.txt").write_text("".join(p + "\n" for p in prompts[:16]))
             results.append({"split": split, "scale": w, **s})
             print(
                 f"| {split} | {w:g} | {len(ds)} | {s['position']:.3f} | {s['colour']:.3f} | {s['class']:.3f} | "
@@ -176,6 +183,7 @@ def main() -> None:
     c.add_argument("--sampler", default="euler")
     c.add_argument("--steps", type=int, default=20)
     c.add_argument("--json", default=None)
+    c.add_argument("--save", default=None, help="folder for a grid of the first 16 images per split and scale")
     d = sub.add_parser("check")
     d.add_argument("--num", type=int, default=500)
     args = p.parse_args()
