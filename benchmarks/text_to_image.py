@@ -67,7 +67,7 @@ def speed_table(args) -> None:
     from noisecraft.models.autoencoder import load_codec
     from noisecraft.models.factory import ModelConfig, build_denoiser
     from noisecraft.models.text import TextConfig, load_text_encoder
-    from noisecraft.training.samples import generate
+    from noisecraft.sampling.generate import generate
 
     codec = load_codec(args.vae)
     enc = load_text_encoder(TextConfig("minilm"))
@@ -126,8 +126,8 @@ def align_table(args) -> None:
     from noisecraft.data.transforms import to_pixels
     from noisecraft.evaluation.scene_check import score
     from noisecraft.models.autoencoder import load_codec
+    from noisecraft.sampling.generate import generate
     from noisecraft.sampling.prompt_guidance import prompt_denoiser
-    from noisecraft.training.samples import generate
     from noisecraft.training.setup import sample_shape
 
     denoiser, schedule, cfg = nc.load_run(args.run)
@@ -149,7 +149,7 @@ def align_table(args) -> None:
             if args.save:
                 from pathlib import Path
 
-                from noisecraft.training.samples import save_grid
+                from noisecraft.data.io import save_grid
 
                 save_grid(x[:16], Path(args.save) / f"{split}-cfg{w:g}.png", nrow=4)
                 (Path(args.save) / f"{split}-prompts.txt").write_text("".join(p + "\n" for p in prompts[:16]))
