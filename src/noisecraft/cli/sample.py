@@ -32,7 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="euler", help="sampler name (see `noisecraft samplers` when available)")
     p.add_argument("--steps", type=positive_int, default=40, help="sampling steps")
     p.add_argument("--schedule", default=None, help="step spacing, e.g. linspace, trailing, karras, logsnr")
-    p.add_argument("--num", type=positive_int, default=None, help="number of samples (default 16; one per --prompts line)")
+    p.add_argument(
+        "--num", type=positive_int, default=None, help="number of samples (default 16; one per --prompts line)"
+    )
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the first sample; sample i uses seed+i")
     p.add_argument("--class", dest="class_label", type=int, default=None, help="class label (conditional models)")
     t = p.add_argument_group("text runs (see docs/text-to-image.md)")
