@@ -144,6 +144,13 @@ def test_the_guides_setting_is_one_flag_away_and_its_config_still_loads(capsys):
     assert (guide.optim.lr, guide.ema.decay, guide.batch_size) == (1e-4, 0.9999, 16)
 
 
+def test_the_auto_ema_half_life_is_at_least_one_image_on_a_tiny_run():
+    from noisecraft.training.defaults import resolve_for_length
+
+    cfg = TrainConfig.from_dict({"steps": 2, "batch_size": 2, "model": {"arch": "mlp", "resolution": 8}})
+    assert resolve_for_length(cfg).ema.half_life_images >= 1  # round(0.08·2·2) = 0 was refused as not positive
+
+
 def test_a_partial_model_section_keeps_the_training_defaults():
     cfg = TrainConfig.from_dict({"model": {"arch": "unet", "resolution": 16}})
     assert (cfg.model.parameterisation, cfg.model.schedule, cfg.model.preset) == ("edm", "edm", "auto")

@@ -102,7 +102,9 @@ def resolve_for_length(cfg: TrainConfig) -> TrainConfig:
     if optim.warmup_steps is None:
         optim = dataclasses.replace(optim, warmup_steps=min(WARMUP_MAX, max(WARMUP_MIN, steps // 10)))
     if ema.decay is None and ema.half_life_images is None:
-        ema = dataclasses.replace(ema, half_life_images=float(round(EMA_FRACTION * steps * (cfg.batch_size or 1))))
+        ema = dataclasses.replace(
+            ema, half_life_images=float(max(1, round(EMA_FRACTION * steps * (cfg.batch_size or 1))))
+        )
     sample_every = cfg.sample_every if cfg.sample_every is not None else math.ceil(steps / PREVIEWS)
     eval_every = cfg.eval_every
     if eval_every is None:
