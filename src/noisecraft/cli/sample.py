@@ -74,8 +74,6 @@ def run(args: argparse.Namespace) -> int:
     out = output_dir(args.out or default)  # before any sampling: a result that cannot be saved is lost work
     import math
 
-    from noisecraft.errors import NoisecraftError
-
     prompts = _read_prompts(args)
     if args.num is None:
         args.num = len(prompts) if args.prompts else 16
@@ -86,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.errors import check_choice
     from noisecraft.evaluation.plots import save_points
     from noisecraft.interop.pretrained import load_pretrained
-    from noisecraft.sampling.generate import generate, resolve_device
+    from noisecraft.sampling.generate import decode_latents, generate, resolve_device
     from noisecraft.sampling.samplers import SAMPLERS
 
     check_choice("sampler", args.sampler, SAMPLERS)
@@ -96,18 +94,14 @@ def run(args: argparse.Namespace) -> int:
     # the samples are kept as float32 and copied once more into the grid
     check_memory(2 * 4 * args.num * math.prod(model.shape), f"--num {args.num} samples", "lower --num")
     labels, extra = None, None
-    if prompts is not None:
-        from noisecraft.sampling.prompt_guidance import prompt_denoiser
+    from noisecraft.sampling.prompt_guidance import run_prompt_denoiser
 
-        if args.class_label is not None or args.classifier is not None:
-            raise NoisecraftError("--prompt/--prompts do not combine with --class or --classifier")
-        per_sample = [prompts[i % len(prompts)] for i in range(args.num)]
-        denoiser, extra = prompt_denoiser(
-            denoiser, model.text_encoder, per_sample, args.negative_prompt, args.cfg_scale, args.cfg_interval,
-            args.cfg_rescale,
-        )  # fmt: skip
-    elif model.text_encoder is not None:
-        raise NoisecraftError(f"{args.run} is a text-conditioned run: pass --prompt TEXT (or --prompts FILE)")
+    text = run_prompt_denoiser(  # None: no prompt (and not a text run)
+        model, prompts, args.num, args.negative_prompt, args.cfg_scale, args.cfg_interval, args.cfg_rescale,
+        other_conditioning=args.class_label is not None or args.classifier is not None, name=args.run,
+    )  # fmt: skip
+    if text is not None:
+        denoiser, extra = text
     elif args.class_label is not None or args.cfg_scale is not None or args.classifier is not None:
         from noisecraft.sampling.guidance import build_guided_denoiser
 
@@ -141,11 +135,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         cond=extra,
     )
-    if model.latent is not None:  # a latent run: decode at the end (models/autoencoder.py)
-        from noisecraft.models.autoencoder import load_codec
-
-        codec = load_codec(model.latent, device)  # decodes on the device, returns on x's (the CPU)
-        x = torch.cat([codec.decode(x[i : i + 64]) for i in range(0, len(x), 64)])
+    x = decode_latents(model.latent, x, device)  # a latent run: decoded at the end (models/autoencoder.py)
     with write_guard(out):
         out.mkdir(parents=True, exist_ok=True)
         if x.ndim == 2:

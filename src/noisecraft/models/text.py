@@ -120,17 +120,24 @@ class TextEncoder:
         self.model.to(device)
         return self
 
-    def _too_long(self, prompts: list[str]) -> None:
+    def truncation_warnings(self, prompts: list[str]) -> list[str]:
+        """One warning line per prompt longer than ``max_tokens`` (those prompts are truncated when encoded)."""
         lengths = [len(ids) for ids in self.tokenizer(prompts, truncation=False)["input_ids"]]
+        out = []
         for p, n in zip(prompts, lengths):
-            if n > self.max_tokens and self._warned < 5:
-                self._warned += 1
+            if n > self.max_tokens:
                 short = p if len(p) <= 60 else p[:57] + "..."
-                print(
+                out.append(
                     f"warning: prompt {short!r} has {n} tokens, more than the text encoder's limit of "
-                    f"{self.max_tokens}: truncated",
-                    file=sys.stderr,
+                    f"{self.max_tokens}: truncated"
                 )
+        return out
+
+    def _too_long(self, prompts: list[str]) -> None:
+        for line in self.truncation_warnings(prompts):
+            if self._warned < 5:
+                self._warned += 1
+                print(line, file=sys.stderr)
 
     @torch.no_grad()
     def _compute(self, prompts: list[str]) -> None:

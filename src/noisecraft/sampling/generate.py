@@ -92,3 +92,14 @@ def generate(
         x = fn(denoiser, x, sigmas, cond=c, generator=gens, callback=cb).float()
         out.append(x.cpu() if to_cpu else x)
     return torch.cat(out)
+
+
+def decode_latents(latent: str | None, x: Tensor, device: str | torch.device | None = None) -> Tensor:
+    """Samples of a latent run (`latent`: its autoencoder folder) decoded to pixels, 64 at a time on `device`
+    (models/autoencoder.py); returned on x's device. latent None (a pixel run): x unchanged."""
+    if latent is None:
+        return x
+    from noisecraft.models.autoencoder import load_codec
+
+    codec = load_codec(latent, device or "cpu")
+    return torch.cat([codec.decode(x[i : i + 64]) for i in range(0, len(x), 64)])

@@ -94,3 +94,32 @@ def prompt_denoiser(
             raise NoisecraftError("--negative-prompt acts through guidance: give a --cfg scale too")
         return denoiser, cond
     return PromptCFGDenoiser(denoiser, cfg_scale, encoder.encode(negative_prompt), cfg_interval, cfg_rescale), cond
+
+
+def run_prompt_denoiser(
+    model,
+    prompts: list[str] | None,
+    num: int,
+    negative_prompt: str = "",
+    cfg_scale: float | None = None,
+    cfg_interval: tuple[float, float] | str | None = None,
+    cfg_rescale: float = 0.0,
+    other_conditioning: bool = False,
+    name: str = "the run",
+) -> tuple[Denoiser, dict[str, Tensor]] | None:
+    """The prompt path of `noisecraft sample` (and the studio) for a loaded model (interop.pretrained.Pretrained).
+
+    prompts: the prompts, sample i uses prompts[i % len(prompts)]; None: no prompt, and None is returned (the
+    caller uses class labels / classifier guidance), which a text-conditioned model refuses. other_conditioning:
+    a class label or classifier was also asked for, which prompts do not combine with.
+    """
+    if prompts is None:
+        if model.text_encoder is not None:
+            raise NoisecraftError(f"{name} is a text-conditioned run: pass --prompt TEXT (or --prompts FILE)")
+        return None
+    if other_conditioning:
+        raise NoisecraftError("--prompt/--prompts do not combine with --class or --classifier")
+    per_sample = [prompts[i % len(prompts)] for i in range(num)]
+    return prompt_denoiser(
+        model.denoiser, model.text_encoder, per_sample, negative_prompt, cfg_scale, cfg_interval, cfg_rescale
+    )
