@@ -15,7 +15,7 @@ from PIL import Image
 from noisecraft.cli.main import main
 from noisecraft.errors import NoisecraftError
 from noisecraft.web.jobs import JobQueue
-from web_helpers import Server, png_url, train_tiny_runs, url_pixels
+from web_helpers import Server, png_url, train_tiny_runs, train_tiny_text_run, url_pixels
 
 
 @pytest.fixture(scope="module")
@@ -372,3 +372,67 @@ def test_edits_give_the_pixels_of_the_command_they_show(tiny, tmp_path, mode, ex
     assert len(res["images"]) == len(outputs)
     for url, name in zip(res["images"], outputs):
         assert np.array_equal(url_pixels(url), np.asarray(Image.open(tmp_path / "cli" / name))), name
+
+
+@pytest.fixture
+def text_run(fake_fashion_mnist, tmp_path, monkeypatch):
+    """A latent text-to-image run built in seconds (web_helpers.train_tiny_text_run) beside its own studio."""
+    monkeypatch.setenv("NOISECRAFT_CACHE", str(tmp_path / "cache"))
+    run = train_tiny_text_run(tmp_path)
+    server = Server(tmp_path / "runs")
+    yield run, server
+    server.close()
+
+
+def test_a_text_run_generates_the_pixels_of_its_prompt_command(text_run, tmp_path, capsys):
+    run, server = text_run
+    code, d = server.call("GET", "/api/runs")
+    (r,) = d["runs"]
+    assert code == 200 and r["text"] == "clip" and r["latent"] and r["classes"] == 0
+    body = {"run": str(run), "prompt": "a red bag on the left", "negative_prompt": "a blue coat", "cfg": 3,
+            "sampler": "heun", "steps": 3, "seed": 5, "num": 2}  # fmt: skip
+    res = server.run_job("/api/generate", body)
+    argv = shlex.split(res["command"])
+    assert "--prompt" in argv and argv[argv.index("--negative-prompt") + 1] == "a blue coat" and "--cfg" in argv
+    assert main([*argv[1:], "--out", str(tmp_path / "cli")]) == 0
+    for k, url in enumerate(res["images"]):
+        studio = url_pixels(url)
+        assert studio.shape == (32, 32, 3)  # decoded from the 4x8x8 latent to pixels
+        assert np.array_equal(studio, np.asarray(Image.open(tmp_path / "cli" / f"seed{5 + k:06d}.png")))
+    assert url_pixels(res["trajectory"]).shape[0] >= 32 and "message" not in res
+    other = server.run_job("/api/generate", {**body, "prompt": "left: empty; right: white coat"})
+    assert not np.array_equal(url_pixels(other["images"][0]), url_pixels(res["images"][0]))  # the prompt matters
+    # a compare cell is the picture generate draws with that cell's settings
+    grid = server.run_job("/api/compare", {**body, "x_axis": "cfg", "x_values": "1,3"})
+    one = server.run_job("/api/generate", {**body, "num": 1})  # one image per pass, as a cell is drawn
+    assert np.array_equal(url_pixels(grid["cells"][0][1]), url_pixels(one["grid"]))
+    assert not np.array_equal(url_pixels(grid["cells"][0][0]), url_pixels(one["grid"]))  # cfg 1 differs
+    # a prompt longer than the encoder's 16 tokens is truncated with the CLI's warning, shown in the page
+    long = server.run_job("/api/generate", {**body, "prompt": "a red bag on the left " * 3, "num": 1})
+    capsys.readouterr()
+    assert main(["sample", str(run), "--prompt", "a red bag on the left " * 3, "--steps", "2", "--num", "1",
+                 "--out", str(tmp_path / "long")]) == 0  # fmt: skip
+    cli_warning = capsys.readouterr().err.strip()
+    assert "truncated" in long["message"] and long["message"] == cli_warning
+    # bad input: one line before any work, never a traceback
+    for bad, needle in (
+        ({"prompt": "  "}, "type a prompt"),
+        ({"prompt": None}, "type a prompt"),
+        ({"class": 3}, "not a class"),
+        ({"cfg": None}, "give a CFG scale"),
+        ({"prompt": 7}, "must be text"),
+    ):
+        code, err = server.call("POST", "/api/generate", {**body, **bad})
+        assert code == 400 and needle in err["error"] and "Traceback" not in err["error"], (bad, err)
+    code, err = server.call("POST", "/api/compare", {**body, "x_axis": "class", "x_values": "1,2"})
+    assert code == 400 and "no classes" in err["error"]
+    code, err = server.call("POST", "/api/edit", {"run": str(run), "mode": "img2img"})
+    assert (
+        code == 400
+        and err["error"] == "editing a text-to-image run is not supported in the studio yet: use the Generate tab"
+    )
+
+
+def test_a_prompt_for_a_run_without_text_is_refused(tiny):
+    code, err = tiny.server.call("POST", "/api/generate", {"run": str(tiny.run), "prompt": "a red bag"})
+    assert code == 400 and "not text-conditioned" in err["error"]

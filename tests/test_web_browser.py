@@ -1,9 +1,10 @@
 """The web studio end to end in a real headless Chromium (Debian's `chromium` driven by Playwright): choose a run,
 generate and compare the pixels with `noisecraft sample`; paint a mask and inpaint; a corrupt upload shows a
-message; two tabs generating at once both finish."""
+message; two tabs generating at once both finish; a text run shows prompt boxes instead of the class fields."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 from noisecraft.cli.main import main
-from web_helpers import Server, train_tiny_runs, url_pixels
+from web_helpers import Server, train_tiny_runs, train_tiny_text_run, url_pixels
 
 
 def _chromium() -> str | None:
@@ -180,3 +181,33 @@ def test_learn_tab_draws_its_pictures(browser, studio, tmp_path):
     page.wait_for_function("document.getElementById('score-plot').src.startsWith('data:')")
     assert url_pixels(page.get_attribute("#forward-strip", "src")).shape[1] > 16 * 7
     page.close()
+
+
+def test_a_text_run_takes_a_prompt_in_the_page(browser, fake_fashion_mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("NOISECRAFT_CACHE", str(tmp_path / "cache"))
+    run = train_tiny_text_run(tmp_path)
+    server = Server(tmp_path / "runs")
+    try:
+        page = _open(browser, server)
+        assert "text (clip)" in page.inner_text("#runs-table")
+        page.click("#runs-table tbody tr")
+        assert page.input_value("#run") == str(run)
+        _settings(page, "euler", 3, 9, 2)
+        assert page.is_visible("#prompt") and page.is_visible("#negative-prompt")
+        assert not page.is_visible("#class") and not page.is_visible("#classifier")
+        page.click("#generate")  # no prompt yet: a message, no job
+        page.wait_for_function("document.getElementById('message').textContent.includes('type a prompt')")
+        page.fill("#prompt", "a red bag")
+        page.fill("#negative-prompt", "a coat")
+        page.fill("#cfg", "2")
+        page.click("#generate")
+        page.wait_for_selector("#images[data-done]", timeout=0)
+        srcs = page.eval_on_selector_all("#images img.sample", "els => els.map(e => e.src)")
+        command = page.inner_text("#command")
+        assert "--prompt 'a red bag' --negative-prompt 'a coat'" in command and "--cfg 2" in command
+        out = tmp_path / "cli"
+        assert main([*shlex.split(command)[1:], "--out", str(out)]) == 0
+        for k, src in enumerate(srcs):
+            assert np.array_equal(url_pixels(src), np.asarray(Image.open(out / f"seed{9 + k:06d}.png")))
+    finally:
+        server.close()

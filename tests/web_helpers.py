@@ -1,4 +1,5 @@
-"""Shared by the studio's tests: a tiny trained run (+ classifier) and a studio server on a free port."""
+"""Shared by the studio's tests: tiny trained runs (class-conditional + classifier; text-to-image) and a studio
+server on a free port."""
 
 from __future__ import annotations
 
@@ -27,6 +28,24 @@ def train_tiny_runs(root: Path) -> tuple[Path, Path]:
     assert main(["train-classifier", "--run", str(run), "--steps", "3", "--width", "4", "--out", str(clf),
                  "--no-progress"]) == 0  # fmt: skip
     return run, clf
+
+
+def train_tiny_text_run(root: Path) -> Path:
+    """runs/scenes-text: a latent text-to-image run in seconds (a 3-step VAE of 16x16 scenes, 2 steps of a text
+    UNet on its 4x8x8 latents, a tiny CLIP text encoder of 16 tokens). Needs the fake_fashion_mnist fixture and
+    $NOISECRAFT_CACHE set by the caller."""
+    from tiny_models import make_tiny_clip
+
+    vae, run = root / "vae", root / "runs" / "scenes-text"
+    argv = ["train-vae", "--steps", "3", "--batch-size", "4", "--set", "data.scenes_size=16", "--out", str(vae)]
+    assert main([*argv, "--no-progress"]) == 0
+    clip = make_tiny_clip(root / "clip")
+    argv = ["train", "--data", "scenes", "--text", f"clip:{clip}", "--latent", str(vae), "--steps", "2",
+            "--batch-size", "4", "--no-progress", "--set", "trackers=[]", "--set", "ema.decay=0.99",
+            "--set", 'model.net_kwargs={"block_out_channels": [32, 32]}', "--set", "data.scenes_size=16",
+            "--set", "sample_every=0", "--out", str(run)]  # fmt: skip
+    assert main(argv) == 0
+    return run
 
 
 class Server:

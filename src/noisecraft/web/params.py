@@ -61,6 +61,13 @@ class Params:
             raise NoisecraftError(f"{name} must be text, got {v!r}")
         return v.strip()
 
+    def text(self, name: str) -> str | None:
+        """Free text kept as typed (a prompt: not stripped); None when missing or only blanks."""
+        v = self.data.get(name)
+        if v is not None and not isinstance(v, str):
+            raise NoisecraftError(f"{name} must be text, got {v!r}")
+        return v if v and v.strip() else None
+
     def choice(self, name: str, default: str | None, choices: Iterable[str]) -> str | None:
         v = self.str(name, default)
         choices = list(choices)

@@ -1,4 +1,5 @@
-"""What the studio's run list shows: each run's data, image size, model size, training steps and sample grid.
+"""What the studio's run list shows: each run's data, image size, conditioning (classes, text), model size,
+training steps and sample grid.
 
 Reads only JSON and file names (no weights), so listing a folder of many runs stays fast.
 """
@@ -45,6 +46,8 @@ def describe(path: str | Path) -> dict[str, Any]:
             "data": "diffusers pipeline",
             "size": f"{side}x{side}x{c.get('in_channels', '?')}",
             "classes": int(c.get("num_class_embeds") or 0),
+            "text": None,
+            "latent": None,
             "steps": None,
             "weights_mb": _mb(weights),
             "grid": _data_url(path / "generated" / "grid.png"),
@@ -62,6 +65,7 @@ def describe(path: str | Path) -> dict[str, Any]:
     grids = sorted((run / "samples").glob("step-*.png"))
     grid = run / "generated" / "grid.png"
     toy = str(data.get("source", "")).startswith("toy:")
+    encoder = cfg.get("text", {}).get("encoder", "none")
     return {
         "path": str(path),
         "name": run.name,
@@ -70,6 +74,8 @@ def describe(path: str | Path) -> dict[str, Any]:
         "size": "2-D points" if toy else f"{data.get('resolution')}x{data.get('resolution')}x{data.get('channels')}",
         "arch": model.get("arch"),
         "classes": int(model.get("num_classes") or 0),
+        "text": None if encoder == "none" else encoder,  # the text encoder of a text-to-image run
+        "latent": data.get("latent"),  # the autoencoder folder of a latent run
         "steps": step,
         "weights_mb": _mb(ckpt / "ema.safetensors"),
         "grid": _data_url(grid if grid.is_file() else (grids[-1] if grids else None)),

@@ -1,6 +1,8 @@
 """The studio's actions: generate, compare, edit and learn, each a thin call of the library functions that the
-CLI calls (sampling.generate.generate, sampling.guidance.build_guided_denoiser, the editing functions, the
-guide's plots). Requests are checked here, before they queue; the work runs as a job of the model's queue.
+CLI calls (sampling.generate.generate, sampling.guidance.build_guided_denoiser,
+sampling.prompt_guidance.run_prompt_denoiser and sampling.generate.decode_latents for text and latent runs, the
+editing functions, the guide's plots). Requests are checked here, before they queue; the work runs as a job of
+the model's queue.
 """
 
 from __future__ import annotations
@@ -105,18 +107,58 @@ class Studio:
             seed=p.seed(),
         )
 
-    def _guidance(self, p: Params) -> dict[str, Any]:
+    @staticmethod
+    def _run_kind(run: str) -> dict[str, Any]:
+        """The run list's entry for `run` (config only, no weights): its text encoder and latent autoencoder."""
+        from noisecraft.web.runs import describe
+
+        try:
+            return describe(run)
+        except (NoisecraftError, OSError, ValueError):
+            return {}  # not a run this list can read: loading it will say what is wrong
+
+    def _guidance(self, p: Params, run: str) -> dict[str, Any]:
         clf = p.str("classifier")
         if clf is not None and not Path(clf).exists():
             raise NoisecraftError(f"classifier folder {clf!r} does not exist")
-        return dict(
+        g = dict(
             class_label=p.int("class", None, 0, 100_000),
             cfg_scale=p.float("cfg", None, -100, 100),
             cfg_interval=p.interval("cfg_interval"),
             cfg_rescale=p.float("cfg_rescale", 0.0, 0.0, 1.0),
             classifier=clf,
             classifier_scale=p.float("classifier_scale", 1.0, -100, 100),
+            prompt=p.text("prompt"),
+            negative_prompt=p.text("negative_prompt") or "",
         )
+        if self._run_kind(run).get("text"):
+            if g["prompt"] is None:
+                raise NoisecraftError("this run is text-conditioned: type a prompt")
+            if g["class_label"] is not None or clf is not None:
+                raise NoisecraftError("a text run takes a prompt, not a class or a classifier: clear those fields")
+            if g["negative_prompt"] and g["cfg_scale"] is None:
+                raise NoisecraftError("a negative prompt acts through guidance: give a CFG scale too")
+        elif g["prompt"] is not None or g["negative_prompt"]:
+            raise NoisecraftError("this run is not text-conditioned (not trained with --text): clear the prompt boxes")
+        return g
+
+    def _conditioned(self, m, s: dict[str, Any], g: dict[str, Any], num: int):
+        """(denoiser, class labels (num,) or None, per-sample cond or None, prompt warnings) that `noisecraft sample`
+        uses for these settings: a prompt through run_prompt_denoiser, else class labels and guidance."""
+        from noisecraft.sampling.prompt_guidance import run_prompt_denoiser
+
+        prompts = None if g["prompt"] is None else [g["prompt"]]
+        other = g["class_label"] is not None or g["classifier"] is not None
+        text = run_prompt_denoiser(
+            m, prompts, num, g["negative_prompt"], g["cfg_scale"], g["cfg_interval"], g["cfg_rescale"], other, s["run"]
+        )
+        if text is not None:  # the prompts the CLI encodes: the prompt, and the negative one under guidance
+            negative = g["negative_prompt"] if g["cfg_scale"] is not None else ""
+            said = [g["prompt"]] + ([negative] if negative else [])
+            return text[0], None, text[1], m.text_encoder.truncation_warnings(said)
+        den, label = self._guided(m, g)
+        labels = None if label is None else torch.full((num,), label, dtype=torch.long)
+        return den, labels, None, []
 
     def _guided(self, m, g: dict[str, Any]):
         """The denoiser `noisecraft sample` runs for these guidance settings, and its class labels tensor or None."""
@@ -149,6 +191,10 @@ class Studio:
         if s["schedule"]:
             cmd += ["--schedule", _q(s["schedule"])]
         cmd += ["--num", str(num), "--seed", str(s["seed"])]
+        if g.get("prompt") is not None:
+            cmd += ["--prompt", _q(g["prompt"])]
+        if g.get("negative_prompt"):
+            cmd += ["--negative-prompt", _q(g["negative_prompt"])]
         if g["class_label"] is not None:
             cmd += ["--class", str(g["class_label"])]
         if g["cfg_scale"] is not None:
@@ -165,7 +211,8 @@ class Studio:
 
     def generate(self, data: Any) -> dict[str, Any]:
         p = Params(data)
-        s, g = self._sampling(p), self._guidance(p)
+        s = self._sampling(p)
+        g = self._guidance(p, s["run"])
         num = p.int("num", 4, 1, MAX_BATCH)
         batch = p.int("batch_size", MAX_BATCH, 1, MAX_BATCH)
 
@@ -175,12 +222,11 @@ class Studio:
         return self._submit(s["run"], s["ema"], fn)
 
     def _generate(self, job: Job, s: dict, g: dict, num: int, batch: int) -> dict[str, Any]:
-        from noisecraft.sampling.generate import generate
+        from noisecraft.sampling.generate import decode_latents, generate
         from noisecraft.sampling.steps import step_sigmas
 
         m = self.model(s["run"], s["ema"])
-        den, label = self._guided(m, g)
-        labels = None if label is None else torch.full((num,), label, dtype=torch.long)
+        den, labels, cond, warnings = self._conditioned(m, s, g, num)
         n_steps = len(step_sigmas(m.schedule, s["steps"], s["schedule"])) - 1
         total = n_steps * -(-num // batch)
         frames: list[torch.Tensor] = []
@@ -195,7 +241,7 @@ class Studio:
             preview = None
             if image and (now - last[0] >= PREVIEW_EVERY_S or done == total):
                 last[0] = now
-                preview = grid_url(st.x0_hat)
+                preview = grid_url(decode_latents(m.latent, st.x0_hat, self.device))
             job.step(min(done, total), total, preview)
 
         t0 = time.perf_counter()
@@ -211,16 +257,21 @@ class Studio:
             batch_size=batch,
             device=self.device,
             callback=callback,
+            cond=cond,
         )
+        x = decode_latents(m.latent, x, self.device)  # a latent run: pixels, as `noisecraft sample` writes them
         seconds = time.perf_counter() - t0
         out: dict[str, Any] = {"seeds": [s["seed"], s["seed"] + num - 1], "command": self.sample_command(s, g, num)}
         out["seconds"] = round(seconds, 3)
+        if warnings:
+            out["message"] = "; ".join(warnings)
         if not image:
             out["grid"] = self._points(x, f"{num} samples, {s['sampler']}, {s['steps']} steps")
             out["images"] = []
             return out
         pick = torch.linspace(0, len(frames) - 1, min(TRAJECTORY_FRAMES, len(frames))).round().long().unique()
-        out.update(images=image_urls(x), grid=grid_url(x), trajectory=strip_url([frames[i] for i in pick.tolist()]))
+        traj = decode_latents(m.latent, torch.stack([frames[i] for i in pick.tolist()]), self.device)
+        out.update(images=image_urls(x), grid=grid_url(x), trajectory=strip_url(list(traj)))
         return out
 
     def _points(self, x: torch.Tensor, title: str) -> str:
@@ -233,7 +284,8 @@ class Studio:
     # -- compare: an X/Y grid ------------------------------------------------------------------------------
     def compare(self, data: Any) -> dict[str, Any]:
         p = Params(data)
-        s, g = self._sampling(p), self._guidance(p)
+        s = self._sampling(p)
+        g = self._guidance(p, s["run"])
         axes = []
         for a in ("x", "y"):
             name = p.choice(f"{a}_axis", None, AXES)
@@ -252,7 +304,7 @@ class Studio:
             raise NoisecraftError(f"the grid has {len(xv) * len(yv)} cells; at most {MAX_CELLS}")
 
         def fn(job: Job) -> dict[str, Any]:
-            from noisecraft.sampling.generate import generate
+            from noisecraft.sampling.generate import decode_latents, generate
 
             m = self.model(s["run"], s["ema"])
             if len(m.shape) != 3:
@@ -263,11 +315,11 @@ class Studio:
                 for j, xval in enumerate(xv):
                     cs, cg = self._cell(s, g, yn, yval) if yn else (s, g)
                     cs, cg = self._cell(cs, cg, xn, xval) if xn else (cs, cg)
-                    den, label = self._guided(m, cg)
-                    labels = None if label is None else torch.full((1,), label, dtype=torch.long)
+                    den, labels, cond, _ = self._conditioned(m, cs, cg, 1)
                     x = generate(den, m.schedule, m.shape, [cs["seed"]], sampler=cs["sampler"], steps=cs["steps"],
-                                 spacing=cs["schedule"], class_labels=labels, device=self.device,
+                                 spacing=cs["schedule"], class_labels=labels, device=self.device, cond=cond,
                                  callback=lambda lo, st: job.step(job.done, total))  # fmt: skip
+                    x = decode_latents(m.latent, x, self.device)
                     row.append(grid_url(x))
                     job.step(i * len(xv) + j + 1, total, row[-1])
                 rows.append(row)
@@ -292,6 +344,8 @@ class Studio:
         elif name == "cfg":
             g["cfg_scale"] = one.float("cfg", None, -100, 100)
         elif name == "class":
+            if g.get("prompt") is not None:
+                raise NoisecraftError("a text run has no classes: choose another axis than class")
             g["class_label"] = one.int("class", None, 0, 100_000)
         return s, g
 
@@ -320,6 +374,10 @@ class Studio:
 
         p = Params(data)
         s = self._sampling(p)
+        kind = self._run_kind(s["run"])
+        if kind.get("text") or kind.get("latent"):
+            what = "text-to-image" if kind.get("text") else "latent"
+            raise NoisecraftError(f"editing a {what} run is not supported in the studio yet: use the Generate tab")
         mode = p.choice("mode", "img2img", EDIT_MODES)
         res, ch = self._image_geometry(p)
         x, msg = load_upload(p.data.get("image"), res, ch, "image")

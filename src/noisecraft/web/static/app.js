@@ -47,11 +47,16 @@ function progress(bar, text) {
 function val(id) { const v = $(id).value.trim(); return v === "" ? null : v; }
 function run() { return $("run").value || null; }
 
+function isText() { const r = RUNS.find((x) => x.path === run()); return !!(r && r.text); }
+
 function settings() {
+  const text = isText();  // a text run takes a prompt; a class or classifier is not sent (nor is a prompt otherwise)
   return {
+    prompt: text ? $("prompt").value : null, negative_prompt: text ? $("negative-prompt").value : null,
     run: run(), sampler: $("sampler").value, schedule: $("schedule").value || null, steps: val("steps"),
-    seed: val("seed"), num: val("num"), batch_size: val("batch"), class: val("class"), cfg: val("cfg"),
-    cfg_interval: val("cfg-interval"), cfg_rescale: val("cfg-rescale"), classifier: $("classifier").value || null,
+    seed: val("seed"), num: val("num"), batch_size: val("batch"), class: text ? null : val("class"),
+    cfg: val("cfg"), cfg_interval: val("cfg-interval"), cfg_rescale: val("cfg-rescale"),
+    classifier: text ? null : $("classifier").value || null,
     classifier_scale: val("classifier-scale"), raw: $("raw").checked,
   };
 }
@@ -65,10 +70,11 @@ async function loadRuns(extra) {
   const body = $("runs-table").querySelector("tbody");
   body.innerHTML = "";
   for (const r of RUNS) {
-    sel.add(new Option(`${r.name} (${r.size}${r.classes ? ", " + r.classes + " classes" : ""})`, r.path));
+    const cond = r.text ? `text (${r.text})` : r.classes ? r.classes + " classes" : "";
+    sel.add(new Option(`${r.name} (${r.size}${cond ? ", " + cond : ""})`, r.path));
     const tr = body.insertRow();
     tr.dataset.path = r.path;
-    for (const v of [r.name, r.data, r.size, r.arch || r.kind, r.classes || "-", r.steps ?? "-",
+    for (const v of [r.name, r.data, r.size, r.arch || r.kind, cond || "-", r.steps ?? "-",
                      r.weights_mb == null ? "-" : r.weights_mb + " MB"]) tr.insertCell().textContent = v;
     const c = tr.insertCell();
     if (r.grid) { const im = new Image(); im.src = r.grid; c.append(im); }
@@ -86,6 +92,9 @@ function onRun() {
   const r = RUNS.find((x) => x.path === run());
   for (const tr of $("runs-table").querySelectorAll("tbody tr")) tr.classList.toggle("selected", tr.dataset.path === run());
   document.querySelector("fieldset.cond").hidden = false;
+  const text = !!(r && r.text);
+  document.querySelector("fieldset.prompt").hidden = !text;
+  for (const el of document.querySelectorAll(".class-only")) el.hidden = text;
   $("class").placeholder = r && r.classes ? `0..${r.classes - 1}` : "none (unconditional)";
   CURRENT.image = null; CURRENT.imageB = null;
   $("edit-input").removeAttribute("src");
@@ -113,6 +122,7 @@ async function generate() {
     $("download").href = res.grid; $("download").hidden = false;
     $("command").textContent = res.command;
     $("progress-text").textContent = `done in ${res.seconds} s`;
+    if (res.message) say(res.message, "info");
     out.dataset.done = String(job);
   } catch (e) { say(e.message); }
 }
