@@ -151,6 +151,16 @@ def test_the_auto_ema_half_life_is_at_least_one_image_on_a_tiny_run():
     assert resolve_for_length(cfg).ema.half_life_images >= 1  # round(0.08·2·2) = 0 was refused as not positive
 
 
+def test_held_out_evaluation_is_on_for_a_folder_and_off_for_a_text_run_on_it(tmp_path):
+    from noisecraft.training.defaults import resolve_for_length
+
+    rgba_icons(tmp_path / "icons", n=4)
+    d = {"steps": 100, "batch_size": 8, "data": {"source": str(tmp_path / "icons"), "resolution": 8, "holdout": 0.1}}
+    assert resolve_for_length(TrainConfig.from_dict(d)).eval_every > 0
+    # a text model's samples need prompts: unprompted samples scored against the held-out part would mislead
+    assert resolve_for_length(TrainConfig.from_dict({**d, "text": {"encoder": "minilm"}})).eval_every == 0
+
+
 def test_a_partial_model_section_keeps_the_training_defaults():
     cfg = TrainConfig.from_dict({"model": {"arch": "unet", "resolution": 16}})
     assert (cfg.model.parameterisation, cfg.model.schedule, cfg.model.preset) == ("edm", "edm", "auto")

@@ -68,20 +68,9 @@ class HeldoutEval:
 
     def __call__(self, cfg: TrainConfig, model, schedule) -> dict:
         """Draw self.num samples (seeds 0..num−1) from `model` and score them."""
-        from noisecraft.sampling.generate import generate
-        from noisecraft.training.setup import sample_shape
+        from noisecraft.training.samples import draw_samples
 
-        labels = torch.arange(self.num) % cfg.model.num_classes if cfg.model.num_classes else None
-        x = generate(
-            model,
-            schedule,
-            sample_shape(cfg),
-            list(range(self.num)),
-            sampler=cfg.sample_sampler,
-            steps=cfg.sample_steps,
-            class_labels=labels,
-            device=next(model.parameters()).device,
-        )
+        x = draw_samples(cfg, model, schedule, self.num)
         return {**self.score(x), "sampler": cfg.sample_sampler, "steps": cfg.sample_steps}
 
 

@@ -402,7 +402,7 @@ def _heldout(cfg: TrainConfig, model):
 def _sample_grid(cfg: TrainConfig, model, schedule, path: Path, text=None) -> None:
     from noisecraft.data.io import save_grid
     from noisecraft.evaluation.plots import save_points
-    from noisecraft.sampling.generate import generate
+    from noisecraft.training.samples import draw_samples
 
     extra = None
     if text is not None:  # one training caption per preview image, written beside the grid
@@ -410,22 +410,5 @@ def _sample_grid(cfg: TrainConfig, model, schedule, path: Path, text=None) -> No
         extra = text.encoder.encode(captions)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.with_suffix(".txt").write_text("".join(c + "\n" for c in captions))
-    labels = None
-    if cfg.model.num_classes:
-        labels = torch.arange(cfg.sample_count) % cfg.model.num_classes
-    x = generate(
-        model,
-        schedule,
-        sample_shape(cfg),
-        list(range(cfg.sample_count)),
-        sampler=cfg.sample_sampler,
-        steps=cfg.sample_steps,
-        class_labels=labels,
-        device=next(model.parameters()).device,
-        cond=extra,
-    )
-    if cfg.data.latent is not None:
-        from noisecraft.models.autoencoder import load_codec
-
-        x = load_codec(cfg.data.latent).decode(x)
+    x = draw_samples(cfg, model, schedule, cfg.sample_count, extra)
     save_points(x, path, f"EMA samples, {path.stem}") if x.ndim == 2 else save_grid(x, path)
