@@ -219,11 +219,14 @@ def test_a_time_budget_stops_at_the_first_log_step_past_it(tmp_path, monkeypatch
     root = tmp_path / "tiles"
     photo_tiles(root, tile=8, every=4)
     monkeypatch.setattr(loop, "plan_steps", lambda *a, **k: 10**9)  # a plan far too long: the clock must stop it
-    loop.train(_budget_cfg(root, tmp_path / "run", minutes=0.05), progress=False)  # 3 seconds
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(loop, "clock", lambda: 0.25 * next(ticks))  # a fake clock: 0.25 s a reading, no waiting
+    loop.train(_budget_cfg(root, tmp_path / "run", minutes=0.05), progress=False)  # a 3-second budget
     log = [json.loads(ln) for ln in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     budget = 0.05 * 60
-    assert log[-1].get("budget_stop") and log[-1]["elapsed_s"] >= budget
-    assert all(r["elapsed_s"] < budget for r in log[:-1] if r["step"] > loop.CALIBRATION_STEPS)
+    read = [r["elapsed_s"] for r in log]  # the fake clock's readings, as the loop logged them
+    assert log[-1].get("budget_stop") and read[-1] >= budget
+    assert all(t < budget for t, r in zip(read[:-1], log[:-1], strict=True) if r["step"] > loop.CALIBRATION_STEPS)
     assert log[-1]["step"] - log[-2]["step"] == 2  # one logging interval past the last check under budget
     assert (tmp_path / "run" / "checkpoints" / f"step-{log[-1]['step']:08d}").is_dir()
 
