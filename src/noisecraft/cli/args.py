@@ -135,3 +135,8 @@ def check_memory(need: int, what: str, fix: str) -> None:
     have = available_memory()
     if have is not None and need > have:
         raise NoisecraftError(f"{what} need about {need / 1e9:,.1f} GB of memory, {have / 1e9:,.1f} GB is free: {fix}")
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """--device, the same on every command that runs a model (resolved by sampling.generate.resolve_device)."""
+    parser.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")

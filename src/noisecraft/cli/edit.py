@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from noisecraft.cli.args import non_negative_int, positive_int
+from noisecraft.cli.args import add_device_argument, non_negative_int, positive_int
 
 MODES = ("img2img", "inpaint", "invert", "interpolate", "swap")
 
@@ -28,7 +28,7 @@ def _common(p: argparse.ArgumentParser, default_sampler: str = "euler") -> None:
     p.add_argument("--schedule", default=None, help="step spacing, e.g. linspace, trailing, karras, logsnr")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed; output i uses seed+i")
     p.add_argument("--raw", action="store_true", help="use the raw training weights instead of the EMA")
-    p.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")
+    add_device_argument(p)
     p.add_argument("--out", default=None, help="output folder (default: RUN/edits/MODE)")
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from noisecraft.cli.args import non_negative_int, positive_int
+from noisecraft.cli.args import add_device_argument, non_negative_int, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spacing", help="σ spacing (default: the schedule's own)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="first seed; sample i uses seed+i")
     p.add_argument("--batch-size", type=positive_int, default=250)
-    p.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")
+    add_device_argument(p)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--no-floor", action="store_true", help="skip the noise floor")
     p.add_argument(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from noisecraft.cli.args import non_negative_int, positive_int
+from noisecraft.cli.args import add_device_argument, non_negative_int, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=positive_int, default=64, help="samples per forward pass (results do not depend on it)"
     )
     p.add_argument("--raw", action="store_true", help="use the raw training weights instead of the EMA")
-    p.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")
+    add_device_argument(p)
     p.add_argument("--out", default=None, help="output folder (default: RUN/generated; hub:user/name → generated/name)")
 
 

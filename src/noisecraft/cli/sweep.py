@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from noisecraft.cli.args import non_negative_int, positive_int
+from noisecraft.cli.args import add_device_argument, non_negative_int, positive_int
 
 
 def parse_scales(text: str) -> list[float]:
@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="euler", help="sampler name")
     p.add_argument("--steps", type=positive_int, default=40, help="sampling steps")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the first sample of each row")
-    p.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")
+    add_device_argument(p)
     p.add_argument("--out", default=None, help="output folder (default: RUN/sweep)")
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from noisecraft.cli.args import add_device_argument
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -22,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (other than loopback needs --expose)")
     p.add_argument("--port", type=int, default=7860, help="port (0: any free port)")
     p.add_argument("--expose", action="store_true", help="allow a --host other than loopback (see the risk above)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    add_device_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
