@@ -174,3 +174,18 @@ def test_negative_controls_are_rejected(mix2d, exact_and_null, name, steps, knob
     corrector rule in 2-D are all measurably wrong, so the bounds above can fail."""
     exact, null = exact_and_null
     assert mmd_rbf(_draw(mix2d, name, steps, knobs), exact) > 3 * null + 1e-3
+
+
+def test_langevin_defaults_keep_up_with_a_short_karras_list():
+    """Issue 11: `sample --sampler langevin --steps 20` on the default ρ=7 list (80 → 0.002, levels up to 3×
+    apart) with the default knobs. On Gaussian data N(0, 0.25·I) in 256-D (exact denoiser) the sample std must
+    be within 20 % of 0.5; the old fixed δ = 0.05σ² lagged behind σ and froze 2.7× the std into the samples."""
+    from noisecraft.core.oracles import GaussianData
+    from noisecraft.core.schedules import karras_sigmas
+
+    data = GaussianData(torch.zeros(256, dtype=torch.float64), 0.25)
+    g = torch.Generator().manual_seed(3)
+    sigmas = torch.cat([karras_sigmas(20, 0.002, 80.0), torch.zeros(1, dtype=torch.float64)])
+    x = 80.0 * torch.randn(200, 256, generator=g, dtype=torch.float64)
+    out = get_sampler("langevin")(data, x, sigmas, generator=g)
+    assert abs(float(out.std()) / 0.5 - 1) < 0.2
