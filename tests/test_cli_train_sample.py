@@ -172,3 +172,17 @@ def test_sample_images_writes_one_png_per_seed_and_a_grid(image_run, tmp_path):
     assert Image.open(tmp_path / "grid.png").size[0] > 8 * 3
     assert main(["sample", str(image_run), "--sampler", "nope"]) == 2
     assert main(["sample", str(image_run), "--class", "3"]) == 2  # unconditional model
+
+
+def test_clip_x0_clamps_every_denoised_estimate_and_refuses_runs_without_a_pixel_range(image_run, toy_run, tmp_path):
+    def pixels(*extra: str) -> np.ndarray:
+        out = tmp_path / "-".join(extra or ("plain",))
+        argv = ["sample", str(image_run), "--num", "4", "--steps", "6", "--sampler", "euler", "--out", str(out)]
+        assert main([*argv, *extra]) == 0
+        return np.stack([np.asarray(Image.open(out / f"seed{s:06d}.png"), dtype=np.int16) for s in range(4)])
+
+    plain, tight = pixels(), pixels("--clip-x0", "0.05")
+    # euler's last step returns x̂0 itself: every x̂0 in [-0.05, 0.05] puts the pixels within 0.05·127.5 of grey
+    assert np.abs(tight - 127.5).max() <= 7 < np.abs(plain - 127.5).max()
+    assert np.array_equal(pixels("--clip-x0"), pixels("--clip-x0", "1"))  # R defaults to the pixel range
+    assert main(["sample", str(toy_run), "--clip-x0", "--out", str(tmp_path / "toy")]) == 2  # vectors: no range

@@ -178,7 +178,7 @@ def test_clipped_denoiser_reproduces_clip_sample(tmp_path: Path) -> None:
     """A foreign DDPM pipeline with clip_sample=True (diffusers' default): ClippedDenoiser matches it."""
     from diffusers import DDPMPipeline
 
-    from noisecraft.interop.diffusers import ClippedDenoiser
+    from noisecraft.core.denoiser import ClippedDenoiser
 
     make_diffusers_folder(tmp_path / "pipe", beta_schedule="linear", clip_sample=True, timestep_spacing="trailing")
     denoiser, schedule = load_diffusers(tmp_path / "pipe")

@@ -104,7 +104,7 @@ _EXPORTS: dict[str, str] = {
     "export_diffusers": "noisecraft.interop.diffusers",
     "load_diffusers": "noisecraft.interop.diffusers",
     "schedule_from_diffusers": "noisecraft.interop.diffusers",
-    "ClippedDenoiser": "noisecraft.interop.diffusers",
+    "ClippedDenoiser": "noisecraft.core.denoiser",
     "push_to_hub": "noisecraft.interop.hub",
     "load_from_hub": "noisecraft.interop.hub",
     # evaluation: metrics, features, likelihood, results with protocol
@@ -140,7 +140,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # what IDEs and type checkers see (the same names as _EXPORTS; a test keeps them equal)
-    from noisecraft.core.denoiser import Denoiser, PreconditionedDenoiser
+    from noisecraft.core.denoiser import ClippedDenoiser, Denoiser, PreconditionedDenoiser
     from noisecraft.core.ema import EMA
     from noisecraft.core.losses import DenoisingLoss, loss_weight
     from noisecraft.core.oracles import EmpiricalDenoiser, GaussianData, GaussianMixture
@@ -191,7 +191,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see (the same names as _EXPORTS
         quality_scores,
     )
     from noisecraft.evaluation.reference import reference_images
-    from noisecraft.interop.diffusers import ClippedDenoiser, export_diffusers, load_diffusers, schedule_from_diffusers
+    from noisecraft.interop.diffusers import export_diffusers, load_diffusers, schedule_from_diffusers
     from noisecraft.interop.hub import load_from_hub, push_to_hub
     from noisecraft.models.classifier import ClassifierConfig, NoisyClassifier, load_classifier, train_classifier
     from noisecraft.models.dit import build_dit

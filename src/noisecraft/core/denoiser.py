@@ -52,3 +52,20 @@ class PreconditionedDenoiser(nn.Module):
     def forward(self, x: Tensor, sigma: Tensor | float, **cond) -> Tensor:
         sigma = batch_sigma(sigma, x)
         return self.precond.denoise(x, sigma, self.raw(x, sigma, **cond))
+
+
+class ClippedDenoiser(nn.Module):
+    """D'(x, σ) = clamp(D(x, σ), −r, r): the data range as a denoiser transform (samplers never see it).
+
+    diffusers' schedulers clamp x̂0 this way when their config says ``clip_sample=True`` (Ho et al. 2020 clip
+    x̂0 to [−1, 1] in DDPM's sampler). It rescues an imperfect ε-model, whose x̂0 = (x − σ·ε̂) overshoots at high
+    σ and drives deterministic samplers into saturated images; on data that is not bounded (latents) it is wrong.
+    """
+
+    def __init__(self, denoiser: nn.Module, clip_range: float = 1.0):
+        super().__init__()
+        self.denoiser = denoiser
+        self.clip_range = float(clip_range)
+
+    def forward(self, x: Tensor, sigma: Tensor | float, **cond) -> Tensor:
+        return self.denoiser(x, sigma, **cond).clamp(-self.clip_range, self.clip_range)

@@ -135,23 +135,6 @@ def export_diffusers(denoiser: PreconditionedDenoiser, schedule: Schedule, folde
 
 # ----------------------------------------------------------------------------------------------------------
 # Import.
-class ClippedDenoiser(torch.nn.Module):
-    """D'(x, σ) = clamp(D(x, σ), −r, r): diffusers' ``clip_sample`` as a denoiser transform.
-
-    diffusers' DDPM/DDIM schedulers clamp the predicted x̂0 before the posterior step when the scheduler
-    config says ``clip_sample=True`` (its DDPM default); wrapping the loaded denoiser in this makes
-    noisecraft's samplers reproduce that.
-    """
-
-    def __init__(self, denoiser: torch.nn.Module, clip_range: float = 1.0):
-        super().__init__()
-        self.denoiser = denoiser
-        self.clip_range = float(clip_range)
-
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **cond) -> torch.Tensor:
-        return self.denoiser(x, sigma, **cond).clamp(-self.clip_range, self.clip_range)
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())

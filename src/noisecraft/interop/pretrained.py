@@ -92,7 +92,8 @@ def check_diffusers_weights(folder: Path) -> None:
 
 
 def _from_diffusers(folder: Path, device: torch.device) -> Pretrained:
-    from noisecraft.interop.diffusers import ClippedDenoiser, load_diffusers
+    from noisecraft.core.denoiser import ClippedDenoiser
+    from noisecraft.interop.diffusers import load_diffusers
 
     check_diffusers_weights(folder)
     denoiser, schedule = load_diffusers(folder)
