@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mixture_helpers import rel_err, small_mixture
 from noisecraft.core.oracles import GaussianMixture
 from noisecraft.sampling.registry import get_sampler
 
@@ -55,13 +56,7 @@ def kd() -> types.ModuleType:
 
 @pytest.fixture(scope="module")
 def gm() -> GaussianMixture:
-    g = torch.Generator().manual_seed(0)
-    means = torch.randn(3, 6, generator=g, dtype=torch.float64)
-    return GaussianMixture(means, 0.05 + 0.3 * torch.rand(3, 6, generator=g, dtype=torch.float64))
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).norm() / b.double().norm())
+    return small_mixture()
 
 
 CASES = [  # (k-diffusion function, its kwargs, our sampler, our knobs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mixture_helpers import rel_err, small_mixture
 from noisecraft.core.oracles import GaussianMixture
 from noisecraft.sampling.samplers import get_sampler
 
@@ -20,13 +21,7 @@ REL = 1e-4
 
 @pytest.fixture(scope="module")
 def gm() -> GaussianMixture:
-    g = torch.Generator().manual_seed(0)
-    means = torch.randn(3, 6, generator=g, dtype=torch.float64)
-    return GaussianMixture(means, 0.05 + 0.3 * torch.rand(3, 6, generator=g, dtype=torch.float64))
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).norm() / b.double().norm())
+    return small_mixture()
 
 
 def _sigma(sched, t) -> torch.Tensor:

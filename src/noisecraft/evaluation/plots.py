@@ -37,12 +37,7 @@ def plot_toy_overview(data: Tensor, noised: dict[float, Tensor], samples: Tensor
         ax.set_aspect("equal", adjustable="box")
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -332,9 +327,4 @@ def save_points(x: Tensor, path: str | Path, title: str = "samples") -> Path:
     ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, alpha=0.5, color="tab:red")
     ax.set_title(title, fontsize=10)
     ax.set_aspect("equal", adjustable="datalim")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=100)
