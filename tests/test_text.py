@@ -63,9 +63,15 @@ def test_clip_text_encoder_from_local_folder(tmp_path, capsys) -> None:
     model, tok = CLIPTextModel.from_pretrained(folder), CLIPTokenizer.from_pretrained(folder)
     ids = tok(["a red bag", "bag"], padding="max_length", max_length=16, return_tensors="pt")
     with torch.no_grad():
-        ref = model(**ids)
+        ref = model(input_ids=ids["input_ids"])  # as Stable Diffusion: no attention mask, padding states kept
+        masked = model(**ids)
     assert torch.allclose(out["text_pooled"], ref.pooler_output, atol=1e-2)
     assert torch.allclose(out["text_states"], ref.last_hidden_state, atol=1e-2)
+    # CLIP's attention is causal: the real tokens' states and the pooled vector do not depend on the mask
+    real = ids["attention_mask"].bool()
+    assert torch.allclose(ref.last_hidden_state[real], masked.last_hidden_state[real], atol=1e-5)
+    assert torch.allclose(ref.pooler_output, masked.pooler_output, atol=1e-5)
+    assert not torch.allclose(ref.last_hidden_state[~real], masked.last_hidden_state[~real], atol=1e-3)
     # a Stable-Diffusion layout (text_encoder/ + tokenizer/) loads too
     sd = tmp_path / "sd"
     make_tiny_clip(sd / "text_encoder")

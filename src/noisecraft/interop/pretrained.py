@@ -1,5 +1,6 @@
-"""One entry point for every model noisecraft can sample: a noisecraft run, a diffusers pipeline folder, or
-a hub repository (``hub:user/name``, for example the guide's ``hub:google/ddpm-cifar10-32``).
+"""One entry point for every model noisecraft can sample: a noisecraft run, a diffusers pipeline folder (a
+Stable-Diffusion folder included: interop/stable_diffusion.py), or a hub repository (``hub:user/name``, for
+example the guide's ``hub:google/ddpm-cifar10-32``).
 
 A diffusers model keeps its scheduler's ``clip_sample`` (x̂0 is clamped as the pipeline clamps it); its step
 spacing is noisecraft's default (trailing: the first step starts at the top noise level), and
@@ -24,8 +25,9 @@ class Pretrained:
     """A loaded model with what sampling needs to know about it.
 
     denoiser: D(x, σ, **cond) → x̂0 in eval mode; shape: one sample, (2,) or (C, H, W) (a latent run: the
-    latent's); num_classes: 0 when unconditional; kind: "run" or "diffusers"; latent: the autoencoder folder
-    whose latents the model generates (None: pixels); text_encoder: the encoder of a text run (None: no text).
+    latent's); num_classes: 0 when unconditional; kind: "run", "diffusers" or "stable-diffusion"; latent: the
+    autoencoder folder whose latents the model generates (None: pixels); text_encoder: the encoder of a text run
+    (None: no text).
     """
 
     denoiser: torch.nn.Module
@@ -94,7 +96,11 @@ def check_diffusers_weights(folder: Path) -> None:
 def _from_diffusers(folder: Path, device: torch.device) -> Pretrained:
     from noisecraft.core.denoiser import ClippedDenoiser
     from noisecraft.interop.diffusers import load_diffusers
+    from noisecraft.interop.stable_diffusion import is_stable_diffusion_folder, load_stable_diffusion
 
+    if is_stable_diffusion_folder(folder):  # text-to-image in latent space: unet/ vae/ text_encoder/ tokenizer/
+        denoiser, schedule, shape, encoder = load_stable_diffusion(folder, device)
+        return Pretrained(denoiser, schedule, shape, 0, "stable-diffusion", str(folder), encoder)
     check_diffusers_weights(folder)
     denoiser, schedule = load_diffusers(folder)
     unet = denoiser.net.unet

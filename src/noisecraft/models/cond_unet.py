@@ -6,6 +6,10 @@ cross-attention (``encoder_hidden_states``, padding masked out by ``encoder_atte
 vector is projected and added to the time embedding (``class_embed_type="projection"``, as unCLIP/SDXL add a
 pooled text vector). A text encoder attached as ``net.text_encoder`` lets callers pass ``prompt=`` (a string or
 one per sample) instead: ``nc.load_run`` attaches the run's encoder. diffusers is imported inside the builder.
+
+Layout "sd" (``model.text_layout``) reads text as Stable Diffusion's U-Net does: cross-attention over every token
+state, padding included (no mask), and no pooled vector (no class embedding). A Stable-Diffusion folder's U-Net
+loads into this layout unchanged, and a run trained in it exports to one (interop/stable_diffusion.py).
 """
 
 from __future__ import annotations
@@ -46,10 +50,11 @@ class CondUNetNet(nn.Module):
 
     text_encoder: Any = None  # a noisecraft.models.text.TextEncoder, attached by load_run (not a submodule)
 
-    def __init__(self, unet: nn.Module, text_dim: int):
+    def __init__(self, unet: nn.Module, text_dim: int, layout: str = "noisecraft"):
         super().__init__()
         self.unet = unet
         self.text_dim = text_dim
+        self.layout = layout  # "noisecraft": masked cross-attention + pooled vector; "sd": neither
 
     def forward(
         self,
@@ -68,11 +73,14 @@ class CondUNetNet(nn.Module):
                 raise NoisecraftError(f"give one prompt or one per sample ({x.shape[0]}), got {len(prompts)}")
             t = self.text_encoder.encode(prompts, device=x.device)
             text_states, text_mask, text_pooled = t["text_states"], t["text_mask"], t["text_pooled"]
-        if text_states is None or text_pooled is None:
+        sd = self.layout == "sd"
+        if text_states is None or (text_pooled is None and not sd):
             raise NoisecraftError(
                 "this model is text-conditioned: pass prompt='...' or text_states/text_mask/text_pooled"
             )
         dtype = x.dtype
+        if sd:  # Stable Diffusion: every token state attended, no pooled vector
+            return self.unet(x, c_noise, encoder_hidden_states=text_states.to(dtype)).sample
         return self.unet(
             x,
             c_noise,
@@ -83,9 +91,16 @@ class CondUNetNet(nn.Module):
 
 
 def build_cond_unet(
-    preset: str = "tiny", resolution: int = 8, channels: int = 4, text_dim: int = 384, **overrides: Any
+    preset: str = "tiny",
+    resolution: int = 8,
+    channels: int = 4,
+    text_dim: int = 384,
+    layout: str = "noisecraft",
+    **overrides: Any,
 ) -> CondUNetNet:
-    """Build a UNet2DConditionModel from a preset (COND_UNET_PRESETS); `overrides` replace preset keywords."""
+    """Build a UNet2DConditionModel from a preset (COND_UNET_PRESETS); `overrides` replace preset keywords.
+
+    layout "sd" leaves out the pooled-vector projection (Stable Diffusion's U-Net has none)."""
     check_choice("cond-unet preset", preset, COND_UNET_PRESETS)
     if not isinstance(text_dim, int) or text_dim < 1:
         raise NoisecraftError(f"arch 'cond-unet' needs model.text_dim >= 1 (the text encoder's width), got {text_dim}")
@@ -97,19 +112,21 @@ def build_cond_unet(
         )
     from diffusers import UNet2DConditionModel  # heavy: lazy
 
+    pooled = (
+        {} if layout == "sd" else dict(class_embed_type="projection", projection_class_embeddings_input_dim=text_dim)
+    )
     try:
         unet = UNet2DConditionModel(
             sample_size=resolution,
             in_channels=channels,
             out_channels=channels,
             cross_attention_dim=text_dim,
-            class_embed_type="projection",
-            projection_class_embeddings_input_dim=text_dim,
+            **pooled,
             **kwargs,
         )
     except (TypeError, ValueError) as e:
         raise NoisecraftError(f"bad cond-unet configuration for preset {preset!r}: {e}") from None
-    return CondUNetNet(unet, text_dim)
+    return CondUNetNet(unet, text_dim, layout)
 
 
 def attach_text_encoder(denoiser: nn.Module, encoder: Any) -> nn.Module:

@@ -21,6 +21,7 @@ from noisecraft.core.schedules import BETA_SCHEDULES, SCHEDULES, Schedule, make_
 from noisecraft.errors import NoisecraftError, check_choice
 
 ARCHS = ("mlp", "unet", "dit", "cond-unet")
+TEXT_LAYOUTS = ("noisecraft", "sd")
 PRESETS = ("nano", "tiny", "small", "guide-128", "auto")
 
 
@@ -58,6 +59,9 @@ class ModelConfig:
         noise_input: "t" or "log_sigma" (None: "t" for discrete VP schedules, else "log_sigma").
         net_kwargs: overrides of the preset's constructor keywords (e.g. {"layers_per_block": 1}).
         text_dim: width of the text encoder's token states (cond-unet only; 0: no text).
+        text_layout: how cond-unet reads the text: "noisecraft" (padding masked out of cross-attention, the
+            pooled vector added to the time embedding) or "sd" (as Stable Diffusion: cross-attention over every
+            token, padding included, no pooled vector; what ``export --format sd`` needs).
     """
 
     arch: str = "unet"
@@ -72,12 +76,14 @@ class ModelConfig:
     noise_input: str | None = None
     net_kwargs: dict[str, Any] = field(default_factory=dict)
     text_dim: int = 0
+    text_layout: str = "noisecraft"
 
     def __post_init__(self) -> None:
         check_choice("arch", self.arch, ARCHS)
         check_choice("preset", self.preset, PRESETS)
         check_choice("parameterisation", self.parameterisation, PARAMETERISATIONS)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("model.text_layout", self.text_layout, TEXT_LAYOUTS)
         if self.noise_input is not None:
             check_choice("noise_input", self.noise_input, NOISE_INPUTS)
         for name, lo in (("resolution", 1), ("channels", 1), ("num_classes", 0), ("text_dim", 0)):
@@ -165,7 +171,9 @@ def build_net(cfg: ModelConfig) -> nn.Module:
     if cfg.arch == "cond-unet":
         from noisecraft.models.cond_unet import build_cond_unet
 
-        return build_cond_unet(cfg.preset, cfg.resolution, cfg.channels, cfg.text_dim, **cfg.net_kwargs)
+        return build_cond_unet(
+            cfg.preset, cfg.resolution, cfg.channels, cfg.text_dim, layout=cfg.text_layout, **cfg.net_kwargs
+        )
     if cfg.arch == "dit":
         from noisecraft.models.dit import build_dit
 

@@ -9,12 +9,15 @@ Two real encoders, both frozen and offline:
   the last hidden states and CLIP's pooled output (the end-of-text token's state).
 
 Every prompt is padded (or truncated, with a warning) to ``max_tokens``; MiniLM's states at padding positions are
-zero (they are masked out anyway), CLIP's are kept (Stable Diffusion attends to them). A denoiser receives
+zero (they are masked out anyway), CLIP's are kept and computed as Stable Diffusion computes them, with no
+attention mask (CLIP's attention is causal, so the real tokens' states and the pooled vector are the same either
+way; Stable Diffusion's U-Net attends to the padding states too). A denoiser receives
 
     text_states (B, T, D) float32, text_mask (B, T) bool (True at real tokens), text_pooled (B, D) float32.
 
-Embeddings are cached per caption string (``TextEncoder.encode``) and stored in float16, and every result goes
-through that rounding, so a cached embedding equals a freshly computed one bit for bit.
+Embeddings are cached per caption string (``TextEncoder.encode``) and stored in float16 (``store_dtype``; the
+encoder of a Stable-Diffusion folder keeps float32), and every result goes through that rounding, so a cached
+embedding equals a freshly computed one bit for bit.
 """
 
 from __future__ import annotations
@@ -101,8 +104,17 @@ class TextEncoder:
     A plain object (not an nn.Module), so attaching it to a denoiser adds nothing to its state dict.
     """
 
-    def __init__(self, cfg: TextConfig, model: torch.nn.Module, tokenizer: Any, limit: int, pooling: str):
+    def __init__(
+        self,
+        cfg: TextConfig,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        limit: int,
+        pooling: str,
+        store_dtype: torch.dtype = torch.float16,
+    ):
         self.cfg = cfg
+        self.store_dtype = store_dtype
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.max_tokens = min(cfg.max_tokens, limit)
@@ -145,17 +157,19 @@ class TextEncoder:
         enc = self.tokenizer(
             prompts, padding="max_length", max_length=self.max_tokens, truncation=True, return_tensors="pt"
         )
-        enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-        out = self.model(**enc)
-        states = out.last_hidden_state.float()  # (B, T, D)
         mask = enc["attention_mask"].bool()  # (B, T)
+        keys = ("input_ids", "attention_mask") if self.pooling == "mean" else ("input_ids",)  # CLIP: as SD, no mask
+        out = self.model(**{k: enc[k].to(self.device) for k in keys})
+        states = out.last_hidden_state.float()  # (B, T, D)
+        mask = mask.to(states.device)
         if self.pooling == "mean":  # sentence-transformers: mean of real tokens, then L2 normalise
             m = mask[..., None].float()
             pooled = (states * m).sum(1) / m.sum(1).clamp(min=1)
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
         else:
             pooled = out.pooler_output.float()
-        for p, s, pl, m in zip(prompts, states.half().cpu(), pooled.half().cpu(), mask.cpu()):
+        dt = self.store_dtype
+        for p, s, pl, m in zip(prompts, states.to(dt).cpu(), pooled.to(dt).cpu(), mask.cpu()):
             if self.pooling == "mean":  # BERT's states at padding are unused: keep the real tokens only
                 s = s[: int(m.sum())].clone()
             self._cache[p] = (s, pl, m)
@@ -183,7 +197,9 @@ class TextEncoder:
         return len(self._cache)
 
 
-def load_text_encoder(cfg: TextConfig, device: str | torch.device = "cpu") -> TextEncoder:
+def load_text_encoder(
+    cfg: TextConfig, device: str | torch.device = "cpu", store_dtype: torch.dtype = torch.float16
+) -> TextEncoder:
     """Load the encoder `cfg` names (offline; weights from the installed package or the local folder)."""
     if cfg.enabled:
         from transformers.utils import logging as hf_logging
@@ -214,5 +230,5 @@ def load_text_encoder(cfg: TextConfig, device: str | torch.device = "cpu") -> Te
         except (OSError, ValueError, TypeError) as e:
             raise NoisecraftError(f"cannot load the CLIP text encoder from {cfg.path!r}: {e}") from None
         limit = int(model.config.max_position_embeddings)
-        return TextEncoder(cfg, model, tok, limit, "clip").to(device)
+        return TextEncoder(cfg, model, tok, limit, "clip", store_dtype).to(device)
     raise NoisecraftError("no text encoder configured (text.encoder is 'none')")

@@ -1,0 +1,172 @@
+"""Stable-Diffusion folders in and out, proven by parity with diffusers' StableDiffusionPipeline on the same σ list
+and the same starting latents: a tiny randomly initialised pipeline built and saved here (no hub) is sampled by
+`noisecraft sample SD_FOLDER` and by the pipeline (DDIM, trailing steps, with and without CFG + a negative
+prompt; Euler on the scheduler's own σ's); a noisecraft text run exported with `export --format sd` is loaded by
+StableDiffusionPipeline.from_pretrained and draws the images noisecraft draws.
+
+Tolerance: 8-bit PNGs against the pipeline's float output differ by the rounding, ≤ 0.5/255, plus float32
+noise (measured < 1e-5); TOL = 1/255 + 1e-4 in [0, 1] units. Float arrays against float arrays: 1e-4.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from noisecraft.cli.main import main
+from noisecraft.sampling.noise import per_sample_generators, randn
+from tiny_models import make_tiny_clip, make_tiny_sd
+
+PNG_TOL = 1 / 255 + 1e-4
+TOL = 1e-4
+
+
+def pipeline(folder: Path):
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    # the σ list of noisecraft's `--sampler ddim --schedule trailing`, ending at σ = 0 (ᾱ = 1)
+    pipe.scheduler = DDIMScheduler.from_config(
+        pipe.scheduler.config, timestep_spacing="trailing", set_alpha_to_one=True, clip_sample=False, steps_offset=0
+    )
+    return pipe
+
+
+def start_latents(seeds: list[int], shape: tuple[int, ...], sigma_max: float) -> torch.Tensor:
+    """noisecraft's starting state σ_max·ε (per-seed generators) in the pipeline's VP form x/√(1+σ_max²)."""
+    return randn((len(seeds), *shape), per_sample_generators(seeds)) * sigma_max / (1 + sigma_max**2) ** 0.5
+
+
+def read_pngs(folder: Path, seeds: list[int]) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(folder / f"seed{s:06d}.png"), dtype=np.float64) / 255 for s in seeds])
+
+
+@pytest.mark.parametrize("cfg", [None, 3.0])
+def test_sample_sd_folder_matches_stable_diffusion_pipeline(tmp_path: Path, cfg: float | None) -> None:
+    from noisecraft.interop.pretrained import load_pretrained
+
+    folder = make_tiny_sd(tmp_path / "sd")
+    model = load_pretrained(str(folder), device="cpu")
+    assert model.kind == "stable-diffusion" and model.shape == (4, 8, 8) and model.text_encoder.max_tokens == 16
+    seeds, prompt, negative = [5, 6], "a red bag on the left", "a blue coat"
+    argv = ["sample", str(folder), "--prompt", prompt, "--sampler", "ddim", "--steps", "4", "--schedule", "trailing"]
+    argv += ["--num", "2", "--seed", "5", "--out", str(tmp_path / "ours")]
+    argv += [] if cfg is None else ["--cfg", str(cfg), "--negative-prompt", negative]
+    assert main(argv) == 0
+    ours = read_pngs(tmp_path / "ours", seeds)
+    assert ours.shape == (2, 16, 16, 3)
+
+    pipe = pipeline(folder)
+    sigma_max = float(model.schedule.sigma(torch.tensor(999.0)))
+    kw = {"guidance_scale": 1.0} if cfg is None else {"guidance_scale": cfg, "negative_prompt": [negative] * 2}
+    theirs = pipe(
+        [prompt] * 2,
+        num_inference_steps=4,
+        latents=start_latents(seeds, model.shape, sigma_max),
+        output_type="np",
+        **kw,
+    ).images
+    assert abs(theirs - ours).max() < PNG_TOL
+    assert ours.std() > 0.01  # not a flat picture
+    # the prompt matters: another prompt gives another picture
+    other = pipe(["left: empty; right: white coat"] * 2, num_inference_steps=4, output_type="np",
+                 latents=start_latents(seeds, model.shape, sigma_max), **kw).images  # fmt: skip
+    assert abs(other - theirs).max() > 10 / 255
+
+
+def test_euler_on_the_schedulers_own_sigmas_matches_euler_discrete(tmp_path: Path) -> None:
+    """noisecraft's euler sampler on EulerDiscreteScheduler's σ list == the pipeline with that scheduler."""
+    from diffusers import EulerDiscreteScheduler
+
+    from noisecraft.interop.pretrained import load_pretrained
+    from noisecraft.models.autoencoder import load_codec
+    from noisecraft.sampling.prompt_guidance import prompt_denoiser
+    from noisecraft.sampling.samplers import get_sampler
+
+    folder = make_tiny_sd(tmp_path / "sd", seed=1, prediction_type="v_prediction")
+    model = load_pretrained(str(folder), device="cpu")
+    pipe = pipeline(folder)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
+    pipe.scheduler.set_timesteps(5)
+    sigmas = pipe.scheduler.sigmas.double()  # (6,), last 0
+    eps = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    x = eps * pipe.scheduler.init_noise_sigma
+    theirs = pipe(["a red bag"] * 2, negative_prompt=["sneaker"] * 2, guidance_scale=4.0, num_inference_steps=5,
+                  latents=eps, output_type="np").images  # fmt: skip
+    denoiser, cond = prompt_denoiser(model.denoiser, model.text_encoder, ["a red bag"] * 2, "sneaker", 4.0)
+    z = get_sampler("euler")(denoiser, x, sigmas, cond=cond)
+    ours = (load_codec(str(folder)).decode(z) / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    assert abs(theirs - ours).max() < TOL
+    assert ours.std() > 0.01
+
+
+QUIET = ["--no-progress", "--set", "trackers=[]", "--set", "ema.decay=0.5"]
+SMALL = ["--set", 'model.net_kwargs={"block_out_channels": [32, 32]}', "--set", "data.scenes_size=16"]
+
+
+def test_export_text_run_as_stable_diffusion_folder(fake_fashion_mnist, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("NOISECRAFT_CACHE", str(tmp_path / "cache"))
+    vae, clip = tmp_path / "vae", make_tiny_clip(tmp_path / "clip")
+    argv = ["train-vae", "--steps", "3", "--batch-size", "4", "--set", "data.scenes_size=16", "--out", str(vae)]
+    assert main([*argv, "--no-progress"]) == 0
+    run = tmp_path / "run"
+    argv = ["train", "--data", "scenes", "--text", f"clip:{clip}", "--latent", str(vae), "--steps", "6"]
+    argv += ["--batch-size", "4", "--lr", "3e-3", "--set", "sample_every=0", "--set", "model.text_layout=sd"]
+    argv += ["--schedule", "scaled_linear", "--parameterisation", "v"]  # as Stable Diffusion 2
+    assert main([*argv, "--out", str(run), *QUIET, *SMALL]) == 0
+    out = tmp_path / "exported"
+    assert main(["export", str(run), str(out), "--format", "sd"]) == 0
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline" and index["unet"][1] == "UNet2DConditionModel"
+
+    pipe = pipeline(out)  # StableDiffusionPipeline.from_pretrained(out, safety_checker=None)
+    assert pipe.tokenizer.model_max_length == 16 and pipe.vae_scale_factor == 4
+    seeds, prompt = [0, 1], "a red bag on the left"
+    import noisecraft as nc
+
+    sigma_max = float(nc.load_run(run)[1].sigma(torch.tensor(999.0)))
+    for cfg in (None, 5.0):
+        extra = [] if cfg is None else ["--cfg", str(cfg)]
+        for source, name in ((run, "from_run"), (out, "from_export")):
+            argv = ["sample", str(source), "--prompt", prompt, "--sampler", "ddim", "--steps", "5"]
+            argv += ["--schedule", "trailing", "--num", "2", "--out", str(tmp_path / name), *extra]
+            assert main(argv) == 0
+        kw = {"guidance_scale": 1.0} if cfg is None else {"guidance_scale": cfg, "negative_prompt": [""] * 2}
+        theirs = pipe([prompt] * 2, num_inference_steps=5, output_type="np", height=32, width=32,
+                      latents=start_latents(seeds, (4, 8, 8), sigma_max), **kw).images  # fmt: skip
+        assert theirs.shape == (2, 32, 32, 3)
+        # the exported folder sampled by noisecraft: float32 text embeddings, as the pipeline's
+        assert abs(theirs - read_pngs(tmp_path / "from_export", seeds)).max() < PNG_TOL
+        # the run itself caches its text embeddings in float16: a few 1e-4 more
+        assert abs(theirs - read_pngs(tmp_path / "from_run", seeds)).max() < PNG_TOL + 2e-3
+        assert theirs.std() > 0.01
+
+
+def test_sd_folder_and_export_errors_are_one_line(fake_fashion_mnist, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    folder = make_tiny_sd(tmp_path / "sd")
+    shutil.rmtree(folder / "vae")
+    capsys.readouterr()
+    assert main(["sample", str(folder), "--prompt", "a red bag", "--steps", "2", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "has no vae/ folder" in err and "Traceback" not in err and err.count("\n") == 1
+    folder = make_tiny_sd(tmp_path / "sd2")
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").rename(folder / "unet" / "diffusion_pytorch_model.bin")
+    assert main(["sample", str(folder), "--prompt", "a red bag", "--steps", "2", "--out", str(tmp_path / "o")]) == 2
+    assert "pickle weights" in capsys.readouterr().err
+    # a text run in the default layout cannot become an SD folder: it says which flag to train with
+    clip = make_tiny_clip(tmp_path / "clip")
+    run = tmp_path / "run"
+    argv = ["train", "--data", "scenes", "--text", f"clip:{clip}", "--steps", "1", "--batch-size", "2"]
+    assert main([*argv, "--set", "sample_every=0", "--out", str(run), *QUIET, *SMALL]) == 0
+    capsys.readouterr()
+    assert main(["export", str(run), str(tmp_path / "e"), "--format", "sd"]) == 2
+    err = capsys.readouterr().err
+    assert "model.text_layout=sd" in err and "Traceback" not in err
