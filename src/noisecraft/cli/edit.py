@@ -10,6 +10,12 @@ Examples:
   noisecraft edit invert runs/digits seven.png --steps 50 --iters 3             # prints the round-trip PSNR
   noisecraft edit interpolate runs/digits one.png two.png --frames 7
   noisecraft edit swap runs/digits-cond three.png --source 3 --target 8 --guidance 2
+  noisecraft edit img2img runs/scenes-text scene.png --prompt "a red bag on the left" --cfg 3 --strength 0.6
+  noisecraft edit inpaint runs/scenes-text scene.png --rect 16,0,32,32 --prompt "a white coat on the right" --cfg 3
+
+Runs in latent space (trained with --latent) are edited as latents: the images are encoded with the run's
+autoencoder and the results decoded; inpainting pastes the kept pixels back exactly (docs/text-to-image.md).
+Text runs take --prompt (default "": the unconditional model), --negative-prompt and --cfg.
 """
 
 from __future__ import annotations
@@ -37,6 +43,13 @@ def _guidance(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=1.0, help="CFG scale (1 = the conditional model)")
 
 
+def _text(p: argparse.ArgumentParser) -> None:
+    t = p.add_argument_group("text runs (GLIDE-style text-guided editing; see docs/text-to-image.md)")
+    t.add_argument("--prompt", default=None, help="what the edited image should show (default '': unconditional)")
+    t.add_argument("--negative-prompt", default="", help="the CFG branch to steer away from ('' = unconditional)")
+    t.add_argument("--cfg", dest="cfg_scale", type=float, default=None, help="CFG scale of the prompt (none: w = 1)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="mode", metavar="MODE", required=True)
     p = sub.add_parser(
@@ -49,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--strength", type=float, default=0.6, help="0 = keep the input, 1 = ignore it")
     p.add_argument("--num", type=positive_int, default=1, help="variations per image")
     _guidance(p)
+    _text(p)
 
     p = sub.add_parser(
         "inpaint",
@@ -65,6 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--resample", type=positive_int, default=10, help="RePaint resamplings per jump")
     p.add_argument("--num", type=positive_int, default=4, help="number of fills")
     _guidance(p)
+    _text(p)
 
     p = sub.add_parser(
         "invert",
@@ -135,6 +150,42 @@ def _maybe_cfg(denoiser, cfg, label: int | None, guidance: float):
     return CFGDenoiser(denoiser, guidance, null_label=cfg.model.num_classes)
 
 
+def _codec(cfg, device):
+    """The run's autoencoder (models/autoencoder.py) when it lives in latent space, else None (pixels)."""
+    if cfg.data.latent is None:
+        return None
+    from noisecraft.models.autoencoder import load_codec
+
+    return load_codec(cfg.data.latent, device)
+
+
+def _conditioning(args, denoiser, cfg, n: int, device):
+    """(the denoiser to run, its cond) for n outputs: a prompt with CFG (text runs) or a class label."""
+    from noisecraft.errors import NoisecraftError
+
+    prompt, negative, scale = args.prompt, args.negative_prompt, args.cfg_scale
+    if cfg.text.enabled:
+        if args.class_label is not None or args.guidance != 1.0:
+            raise NoisecraftError(
+                "this run is text-conditioned: steer it with --prompt and --cfg, not --class/--guidance"
+            )
+        from noisecraft.sampling.prompt_guidance import prompt_denoiser
+
+        model, text = prompt_denoiser(denoiser, denoiser.net.text_encoder, [prompt or ""] * n, negative, scale)
+        return model, {k: v.to(device) for k, v in text.items()}
+    if prompt is not None or negative or scale is not None:
+        raise NoisecraftError("--prompt, --negative-prompt and --cfg need a text-conditioned run (trained with --text)")
+    _check_label("--class", args.class_label, cfg.model.num_classes)
+    return _maybe_cfg(denoiser, cfg, args.class_label, args.guidance), _cond(args.class_label, n, device)
+
+
+def _plain_cond(denoiser, cfg, label: int | None, n: int, device) -> dict:
+    """cond of a class label, or for a text run the empty prompt's embedding (its unconditional model)."""
+    if cfg.text.enabled:
+        return denoiser.net.text_encoder.encode([""] * n, device=device)
+    return _cond(label, n, device)
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -193,19 +244,19 @@ def _img2img(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
     from noisecraft.editing.sdedit import check_strength, img2img
 
     check_strength(args.strength)
-    _check_label("--class", args.class_label, cfg.model.num_classes)
     x = _load(args.images, res, ch, dev)
     B = x.shape[0]
     xs = x.repeat_interleave(args.num, 0)  # (B·num, C, H, W)
-    model = _maybe_cfg(denoiser, cfg, args.class_label, args.guidance)
+    model, cond = _conditioning(args, denoiser, cfg, len(xs), dev)
     y = img2img(
         model,
         xs,
         sigmas,
         args.strength,
         sampler=args.sampler,
-        cond=_cond(args.class_label, len(xs), dev),
+        cond=cond,
         generator=_gens(args.seed, len(xs)),
+        codec=_codec(cfg, dev),
     )
     for i in range(len(y)):
         save_image(y[i], out / f"img2img_{i // args.num:03d}_{i % args.num:02d}.png")
@@ -224,7 +275,7 @@ def _inpaint(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
 
     if (args.mask is None) == (args.rect is None):
         raise NoisecraftError("give exactly one of --mask PNG or --rect x0,y0,x1,y1")
-    _check_label("--class", args.class_label, cfg.model.num_classes)
+    model, cond = _conditioning(args, denoiser, cfg, args.num, dev)
     x = _load([args.image], res, ch, dev)
     if args.mask is not None:
         try:
@@ -236,7 +287,6 @@ def _inpaint(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
         mask = rect_mask(args.rect, res, outside=args.outside)
     mask = mask.to(dev)
     xs = x.expand(args.num, -1, -1, -1)
-    model = _maybe_cfg(denoiser, cfg, args.class_label, args.guidance)
     y = inpaint(
         model,
         xs,
@@ -246,8 +296,9 @@ def _inpaint(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
         sampler=args.sampler,
         jump_length=args.jump,
         resample=args.resample,
-        cond=_cond(args.class_label, args.num, dev),
+        cond=cond,
         generator=_gens(args.seed, args.num),
+        codec=_codec(cfg, dev),
     )
     for i in range(len(y)):
         save_image(y[i], out / f"inpaint_{i:02d}.png")
@@ -270,14 +321,22 @@ def _invert(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
 
     _check_label("--class", args.class_label, cfg.model.num_classes)
     x = _load(args.images, res, ch, dev)
-    cond = _cond(args.class_label, len(x), dev)
-    z = invert(denoiser, x, sigmas, sampler=args.sampler, iters=args.iters, cond=cond)
+    cond = _plain_cond(denoiser, cfg, args.class_label, len(x), dev)
+    codec = _codec(cfg, dev)
+    data = x if codec is None else codec.encode(x)  # a latent run inverts the latents
+    z = invert(denoiser, data, sigmas, sampler=args.sampler, iters=args.iters, cond=cond)
     rec = regenerate(denoiser, z, sigmas, sampler=args.sampler, cond=cond)
+    rec = rec if codec is None else codec.decode(rec)
     torch.save(z.cpu(), out / "noise.pt")
     for i in range(len(x)):
         save_image(rec[i], out / f"reconstruction_{i:03d}.png")
-    noise_view = (z / float(sigmas[0])).clamp(-2, 2) / 2
-    save_comparison([x, noise_view, rec], out / "comparison.png", ["input", "noise/σmax", "regenerated"])
+    if codec is None:
+        noise_view = (z / float(sigmas[0])).clamp(-2, 2) / 2
+        save_comparison([x, noise_view, rec], out / "comparison.png", ["input", "noise/σmax", "regenerated"])
+    else:
+        auto = codec.decode(data)  # the autoencoder's own round trip bounds the inversion's
+        save_comparison([x, auto, rec], out / "comparison.png", ["input", "autoencoder", "regenerated"])
+        print(f"the autoencoder alone: PSNR {psnr(auto, x).mean():.2f} dB (a latent round trip cannot beat it)")
     p = psnr(rec, x)
     print(
         f"round trip ({args.sampler}, {args.steps} steps, {args.iters} fixed-point iters): "
@@ -300,18 +359,21 @@ def _interpolate(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
     _check_label("--class-a", args.class_a, k)
     _check_label("--class-b", args.class_b, k)
     x = _load([args.image_a, args.image_b], res, ch, dev)
+    codec = _codec(cfg, dev)
+    data = x if codec is None else codec.encode(x)  # a latent run interpolates the latents
     ts = torch.linspace(0, 1, args.frames).tolist()
     frames = interpolate(
         denoiser,
-        x[:1],
-        x[1:],
+        data[:1],
+        data[1:],
         sigmas,
         ts,
         sampler=args.sampler,
         iters=args.iters,
-        cond0=_cond(args.class_a, 1, dev),
-        cond1=_cond(args.class_b, 1, dev),
+        cond0=_plain_cond(denoiser, cfg, args.class_a, 1, dev),
+        cond1=_plain_cond(denoiser, cfg, args.class_b, 1, dev),
     )[:, 0]  # (T, C, H, W)
+    frames = frames if codec is None else codec.decode(frames)
     for i, f in enumerate(frames):
         save_image(f, out / f"frame_{i:03d}.png")
     save_comparison([x[0], *list(frames), x[1]], out / "comparison.png", ["A"] + [f"t={t:.2f}" for t in ts] + ["B"])
@@ -331,9 +393,10 @@ def _swap(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
     if args.guidance != 1.0 and cfg.label_dropout <= 0:
         print("warning: this run was trained without label dropout, so its unconditional model is untrained")
     x = _load(args.images, res, ch, dev)
+    codec = _codec(cfg, dev)
     y = swap_class(
         denoiser,
-        x,
+        x if codec is None else codec.encode(x),
         sigmas,
         args.source,
         args.target,
@@ -343,6 +406,7 @@ def _swap(args, denoiser, cfg, sigmas, out, res, ch, dev) -> int:
         sampler=args.sampler,
         iters=args.iters,
     )
+    y = y if codec is None else codec.decode(y)
     for i in range(len(y)):
         save_image(y[i], out / f"swap_{i:03d}.png")
     save_comparison([x, y], out / "comparison.png", [f"class {args.source}", f"-> {args.target}"])

@@ -12,6 +12,10 @@ Examples:
   noisecraft eval --samples-dir my_samples/ --ref my_photos/    # two folders
   noisecraft eval runs/digits --num 500 --nll 200        # also NLL in bits/dim on 200 test images
   noisecraft eval runs/cifar --features inception --inception ~/weights/inception-2015-12-05.pt
+  noisecraft eval runs/scenes-text --ref scenes-test/ --num 200 --prompt ""   # a text run in latent space
+
+A run in latent space samples latents (never clipped) and decodes them before scoring. A text run is sampled
+with --prompt (default "": its unconditional model) for every sample.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="also estimate NLL (bits/dim) on N reference images",
     )
+    p.add_argument("--prompt", default=None, help="text runs: the prompt of every sample (default '': unconditional)")
     p.add_argument("--nll-steps", type=positive_int, default=32, help="RK4 steps of the probability-flow ODE for --nll")
     p.add_argument("--out", help="JSON file to write (default: RUN_DIR/eval/<...>.json or SAMPLES_DIR/eval.json)")
 
@@ -116,6 +121,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         from noisecraft.training.setup import sample_shape
 
+        cond = None
+        if cfg.text.enabled:  # every sample gets the same prompt ("" = the unconditional model)
+            encoder = denoiser.net.text_encoder
+            cond = encoder.encode([args.prompt or ""] * args.num)
+        elif args.prompt is not None:
+            raise NoisecraftError("--prompt needs a text-conditioned run (trained with --text)")
         torch.manual_seed(args.seed)
         result, _ = evaluate_denoiser(
             denoiser,
@@ -134,13 +145,19 @@ def run(args: argparse.Namespace) -> int:
             source=str(args.run_dir),
             device=device,
             resize_filter=cfg.data.resize_filter,
+            latent=cfg.data.latent,
+            cond=cond,
         )
+        if cond is not None:
+            result.protocol.extra["prompt"] = args.prompt or ""
         against = "ref-" + Path(args.ref).name if args.ref else args.split
         name = f"eval-{args.sampler}-{args.steps}steps-n{args.num}-{against}.json"
         out = Path(args.out or Path(args.run_dir) / "eval" / name)
     if args.nll:
         if denoiser is None:
             raise NoisecraftError("--nll needs a RUN_DIR (the model's likelihood), not --samples-dir")
+        if cfg.data.latent is not None or cfg.text.enabled:
+            raise NoisecraftError("--nll measures pixel runs without text; this run models latents or takes a prompt")
         result.protocol.extra["nll"] = _nll(denoiser, schedule, cfg, ref, args)
     print(result.summary())
     if "nll" in result.protocol.extra:

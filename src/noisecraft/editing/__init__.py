@@ -2,7 +2,7 @@
 RePaint), inversion-based edits (exact DDIM inversion, class swap, interpolation), and image/mask I/O."""
 
 from noisecraft.editing.edits import interpolate, slerp, swap_class
-from noisecraft.editing.inpaint import KnownRegionDenoiser, inpaint, repaint_schedule
+from noisecraft.editing.inpaint import KnownRegionDenoiser, inpaint, latent_mask, repaint_schedule
 from noisecraft.editing.io import load_image, load_mask, rect_mask, save_comparison, save_image
 from noisecraft.editing.sdedit import img2img, strength_sigmas
 from noisecraft.sampling.inversion import invert, reconstruct, regenerate  # the one inversion API, re-exported
@@ -13,6 +13,7 @@ __all__ = [
     "inpaint",
     "interpolate",
     "invert",
+    "latent_mask",
     "load_image",
     "load_mask",
     "reconstruct",

@@ -14,6 +14,12 @@ Two methods, both returning the unmasked pixels of the input exactly (a final co
 
 Mask convention (as in most tools): mask = 1 where pixels are generated, 0 where the input is kept.
 Outpainting is inpainting with the mask outside the kept picture (see editing.io.rect_mask(outside=True)).
+
+In latent space (``codec=``, a run trained with ``--latent``) the image is encoded and the mask is brought to the
+latent grid by ``latent_mask``: a latent cell is generated when any pixel of its f×f patch (f the autoencoder's
+factor) is, so the kept latents lie wholly under kept pixels. Either method then runs on the latents, the result
+is decoded, and the kept pixels are pasted back from the input: unmasked pixels are returned exactly, as in pixel
+space (the decoder alone would only approximate them).
 """
 
 from __future__ import annotations
@@ -79,6 +85,17 @@ def repaint_schedule(steps: int, jump_length: int = 10, resample: int = 10) -> l
     return path
 
 
+def latent_mask(mask: Tensor, latent_hw: tuple[int, int]) -> Tensor:
+    """A pixel mask (B, C, H, W) (1 = generate) on the latent grid (B, 1, h, w): 1 where any pixel of the cell's
+    (H/h)×(W/w) patch, in any channel, is generated (max pooling), so kept latents never touch masked pixels."""
+    H, W = mask.shape[-2:]
+    h, w = latent_hw
+    if H % h or W % w:
+        raise NoisecraftError(f"image side {H}×{W} is not a multiple of the latent side {h}×{w}")
+    m = mask.amax(dim=1, keepdim=True)  # (B, 1, H, W)
+    return torch.nn.functional.max_pool2d(m, kernel_size=(H // h, W // w))
+
+
 def _check_single_steps(sampler: str | Sampler) -> None:
     """RePaint calls the sampler on single σ pairs that need not end at 0: refuse samplers that require it."""
     from noisecraft.sampling.samplers import SAMPLER_SPECS
@@ -105,6 +122,7 @@ def inpaint(
     cond: dict | None = None,
     generator: Generators = None,
     callback: Callback = None,
+    codec=None,
     **knobs,
 ) -> Tensor:
     """Fill the masked region of x (B, ...) so it agrees with the rest; unmasked pixels are returned unchanged.
@@ -117,6 +135,7 @@ def inpaint(
             i.e. the DDPM posterior step of the paper.
             RePaint calls it one step at a time, so multistep samplers run as their first-order start step.
         jump_length, resample: RePaint's jump length j and number of resamplings r (ignored by "replace").
+        codec: the run's codec for a model in latent space (see the module docstring); None: pixels.
     """
     method = check_choice("inpainting method", method, METHODS)
     sigmas = check_sigmas(sigmas, final_zero=True)
@@ -124,6 +143,12 @@ def inpaint(
     if ((m != 0) & (m != 1)).any():  # checked where the mask lives (usually the CPU: no device sync)
         raise NoisecraftError("mask values must be 0 (keep) or 1 (generate)")
     keep = 1 - check_mask(m, x)  # (B, ...) on x's device
+    if codec is not None:  # latent space: inpaint the latents under the pooled mask, decode, paste kept pixels
+        z = codec.encode(x)  # (B, c, h, w)
+        zmask = latent_mask(1 - keep, z.shape[-2:])  # (B, 1, h, w)
+        kw = dict(method=method, sampler=sampler, jump_length=jump_length, resample=resample, cond=cond)
+        out = codec.decode(inpaint(denoiser, z, zmask, sigmas, generator=generator, callback=callback, **kw, **knobs))
+        return keep * x + (1 - keep) * out.to(x.dtype)
     sampler = sampler or ("euler" if method == "replace" else "ddim")
     if method == "repaint":
         _check_single_steps(sampler)

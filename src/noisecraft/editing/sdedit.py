@@ -8,8 +8,12 @@ with N steps the edit runs the last round(s·N) of them, starting at σ_{N − r
 - s = 0 runs no step and returns the input exactly;
 - s = 1 starts from pure noise σ_max·ε, exactly as generation does, so the output ignores the input.
 
-Guidance towards a class is not special here: pass ``cond={"class_labels": ...}`` and/or a guided denoiser
-(a wrapper from noisecraft.sampling.guidance) as `denoiser`.
+Guidance towards a class or a prompt is not special here: pass ``cond={"class_labels": ...}`` or a prompt's
+text embedding (GLIDE-style text-guided editing, Nichol et al. 2022) and/or a guided denoiser (a wrapper from
+noisecraft.sampling.guidance or sampling.prompt_guidance) as `denoiser`.
+
+In latent space (a run trained with ``--latent``) pass the run's ``codec``: the image is encoded, edited as a
+latent and decoded; latents are never clipped.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ def img2img(
     generator: Generators = None,
     noise: Tensor | None = None,
     callback: Callback = None,
+    codec=None,
     **knobs,
 ) -> Tensor:
     """SDEdit: x (B, ...) → noised to σ_s = the strength's σ → denoised by `sampler` along the rest of `sigmas`.
@@ -69,11 +74,17 @@ def img2img(
         strength: in [0, 1]; see the module docstring.
         sampler: a registry name ("euler", "ddpm", ...) or a sampler function.
         noise: the ε used to perturb x (B, ...); drawn from `generator` (one per sample allowed) when omitted.
+        codec: the run's codec (models/autoencoder.py) for a model in latent space: x is encoded, edited and
+            decoded (`noise` then has the latent's shape); None: the model works on x itself.
         knobs: passed on to the sampler (e.g. eta).
     """
     run = strength_sigmas(sigmas, strength)
     if len(run) == 1:  # strength 0 (or too few steps for this strength): nothing to do
         return x.clone()
+    if codec is not None:  # latent space: encode, edit, decode
+        z = codec.encode(x)  # (B, c, h, w)
+        kw = dict(sampler=sampler, cond=cond, generator=generator, noise=noise, callback=callback)
+        return codec.decode(img2img(denoiser, z, sigmas, strength, **kw, **knobs))
     eps = randn(x.shape, generator, x.dtype, x.device) if noise is None else noise.to(x)
     if eps.shape != x.shape:
         raise NoisecraftError(f"noise must have the shape of x {tuple(x.shape)}, got {tuple(eps.shape)}")

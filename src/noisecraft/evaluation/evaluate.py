@@ -289,9 +289,14 @@ def evaluate_denoiser(
     device: str | torch.device | None = None,
     fd_boots: int = 200,
     resize_filter: str = "lanczos",
+    latent: str | None = None,
+    cond: dict[str, Tensor] | None = None,
 ) -> tuple[EvalResult, Tensor]:
     """Draw `num` samples (seeds seed..seed+num−1; class i % num_classes when conditional) on `device` (default:
     the denoiser's own) and score them as 8-bit images. Returns (result, the 8-bit samples on the CPU).
+
+    A model in latent space (`latent`: its autoencoder folder) samples latents, never clipped, which are decoded
+    before they are scored; `cond` is further per-sample conditioning (num, ...), e.g. a prompt's embedding.
 
     `shape` is one sample's shape; a flat model of images (an MLP on 8×8 digits) gives (C·H·W,), and its
     samples are scored as (C, H, W) images of the reference's channels and a square side."""
@@ -310,7 +315,12 @@ def evaluate_denoiser(
         class_labels=labels,
         batch_size=batch_size,
         device=device,
+        cond=cond,
     )
+    if latent is not None:  # latents → pixels; only the decoded images are clamped and rounded
+        from noisecraft.sampling.generate import decode_latents
+
+        images = decode_latents(latent, images, device).cpu()
     if images.ndim == 2:  # a flat model of images
         ref_ch = as_reference(dataset, split).images.shape[1]
         side = math.isqrt(images.shape[1] // ref_ch)
@@ -324,7 +334,7 @@ def evaluate_denoiser(
         "spacing": spacing or schedule.default_spacing,
         "seeds": f"{seeds[0]}..{seeds[-1]}",
         "label": label,
-        "extra": {"class_conditional": bool(num_classes)},
+        "extra": {"class_conditional": bool(num_classes), **({"latent": latent} if latent else {})},
     }
     result = evaluate_images(
         images,
