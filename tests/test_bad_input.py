@@ -129,6 +129,35 @@ def samples_dir(ctx: Ctx, bad: str) -> Path:
     return d
 
 
+def sd_without_vae(ctx: Ctx) -> Path:
+    """A Stable-Diffusion folder whose vae/ was not copied (configs only: the check comes before any weights)."""
+    folder = ctx.tmp / "sd"
+    for part in ("unet", "text_encoder", "tokenizer", "scheduler"):
+        (folder / part).mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    (folder / "unet" / "config.json").write_text(json.dumps({"_class_name": "UNet2DConditionModel"}))
+    return folder
+
+
+def captioned_folder(ctx: Ctx, missing: str = "2.txt") -> Path:
+    """Four captioned images (a .txt beside each) with one caption file missing, and a tiny CLIP encoder."""
+    from tiny_models import make_tiny_clip
+
+    folder = ctx.tmp / "captioned"
+    folder.mkdir()
+    for i in range(4):
+        small_png(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text(f"a picture number {i}")
+    (folder / missing).unlink()
+    ctx.extra["clip"] = make_tiny_clip(ctx.tmp / "clip")
+    return folder
+
+
+def caption_argv(ctx: Ctx) -> list[str]:
+    folder = captioned_folder(ctx)
+    return ["train", "--data", str(folder), "--text", f"clip:{ctx.extra['clip']}", "--resolution", "8", "--steps", "1"]
+
+
 @dataclass
 class Case:
     verb: str
@@ -370,6 +399,44 @@ CASES: list[Case] = [
     ),
     Case(
         "eval", lambda c: ["eval", str(c.img), "--out", str(c.tmp / "r.txt")], "unsupported file type", id="out-format"
+    ),
+    # ---- text and latents (issue 13)
+    Case("train", lambda c: ["train", "--data", "digits", "--text", "bert"], "--text must be minilm", id="text-enc"),
+    Case(
+        "train",
+        lambda c: ["train", "--data", "digits", "--set", "text.encoder=t5", "--out", str(c.tmp / "t")],
+        "text.encoder",
+        id="text-encoder-set",
+    ),
+    Case(
+        "train",
+        lambda c: ["train", "--data", "digits", "--latent", str(c.tmp / "no-vae"), "--out", str(c.tmp / "t")],
+        "is not an autoencoder",
+        id="latent-missing-vae",
+    ),
+    Case(
+        "train",
+        lambda c: [*caption_argv(c), "--out", str(c.tmp / "t"), *QUIET],
+        "has no caption",
+        id="caption-missing",
+    ),
+    Case(
+        "sample",
+        lambda c: ["sample", str(sd_without_vae(c)), "--prompt", "a red bag", "--out", str(c.tmp / "g")],
+        "has no vae/ folder",
+        id="sd-missing-vae",
+    ),
+    Case(
+        "edit",
+        lambda c: ["edit", "img2img", str(c.img), str(small_png(c.tmp / "in.png")), "--prompt", "a red bag"],
+        "need a text-conditioned run",
+        id="prompt-without-text",
+    ),
+    Case(
+        "eval",
+        lambda c: ["eval", str(c.img), "--num", "8", "--prompt", "a red bag", "--no-floor"],
+        "--prompt needs a text-conditioned run",
+        id="prompt-without-text",
     ),
     # ---- the other verbs: the shared argument types
     Case("sweep", lambda c: ["sweep", str(c.img), "--steps", HUGE], "at most 1,000,000,000", id="steps-huge"),

@@ -170,3 +170,19 @@ def test_sd_folder_and_export_errors_are_one_line(fake_fashion_mnist, tmp_path: 
     assert main(["export", str(run), str(tmp_path / "e"), "--format", "sd"]) == 2
     err = capsys.readouterr().err
     assert "model.text_layout=sd" in err and "Traceback" not in err
+
+
+def test_a_prompt_longer_than_the_encoder_is_truncated_with_one_warning(tmp_path: Path, capsys) -> None:
+    folder = make_tiny_sd(tmp_path / "sd")
+    long = "a red bag on the left and a blue coat on the right " * 3
+    argv = ["sample", str(folder), "--steps", "2", "--num", "1", "--out"]
+    capsys.readouterr()
+    assert main([*argv, str(tmp_path / "long"), "--prompt", long]) == 0
+    err = capsys.readouterr().err
+    warnings = [ln for ln in err.splitlines() if "truncated" in ln]
+    assert len(warnings) == 1 and "limit of 16" in warnings[0] and "Traceback" not in err
+    # truncated: a prompt that differs only after the 16th token draws the same picture
+    assert main([*argv, str(tmp_path / "tail"), "--prompt", long + "and a white sandal"]) == 0
+    assert np.array_equal(read_pngs(tmp_path / "long", [0]), read_pngs(tmp_path / "tail", [0]))
+    assert main([*argv, str(tmp_path / "short"), "--prompt", "a white sandal"]) == 0
+    assert not np.array_equal(read_pngs(tmp_path / "long", [0]), read_pngs(tmp_path / "short", [0]))

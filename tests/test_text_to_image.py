@@ -166,3 +166,30 @@ def test_unconditional_latent_run_samples_decoded_images(latent_setup, tmp_path)
     assert cfg["model"]["arch"] == "unet" and (cfg["model"]["channels"], cfg["model"]["resolution"]) == (4, 8)
     assert main(["sample", str(run), "--num", "2", "--steps", "3", "--out", str(tmp_path / "g")]) == 0
     assert Image.open(tmp_path / "g" / "seed000001.png").size == (32, 32)  # decoded to pixels
+
+
+def test_captioned_hf_dataset_trains_with_text_and_samples(tmp_path) -> None:
+    """A local `datasets` dataset (save_to_disk) with an image and a "text" column trains a text run."""
+    datasets = pytest.importorskip("datasets")
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    imgs = [Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for _ in range(4)]
+    words = ["a red square", "a blue square", "a red square", "a blue square"]
+    feats = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
+    datasets.Dataset.from_dict({"image": imgs, "text": words}, features=feats).save_to_disk(str(tmp_path / "ds"))
+    clip = make_tiny_clip(tmp_path / "clip")
+    run = tmp_path / "run"
+    argv = ["train", "--data", f"hf:{tmp_path / 'ds'}", "--text", f"clip:{clip}", "--resolution", "8"]
+    argv += ["--steps", "2", "--batch-size", "2", "--set", "sample_every=0", "--out", str(run), *QUIET]
+    assert main([*argv, "--set", 'model.net_kwargs={"block_out_channels": [32, 32]}']) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["data"]["captions"] is True and cfg["model"]["arch"] == "cond-unet"
+    from noisecraft.data.datasets import make_dataset
+    from noisecraft.training.config import TrainConfig
+
+    data = make_dataset(TrainConfig.from_dict(cfg).data)
+    assert [data[i]["caption"] for i in range(4)] == words  # the text column, row by row
+    out = tmp_path / "gen"
+    assert main(["sample", str(run), "--prompt", "a red square", "--steps", "2", "--num", "2", "--out", str(out)]) == 0
+    assert Image.open(out / "seed000001.png").size == (8, 8)
