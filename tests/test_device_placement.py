@@ -192,3 +192,34 @@ def test_periodic_eval_in_training_hides_only_data_errors(tmp_path, monkeypatch,
     monkeypatch.setattr(evaluate, "periodic_eval", bug)
     with pytest.raises(RuntimeError, match="same device"):
         train(cfg(tmp_path / "b"), progress=False)
+
+
+def test_text_latent_sampling_and_editing_stay_on_the_model_device(tmp_path):
+    """A Stable-Diffusion folder's U-Net (text layout "sd") with prompt CFG, and img2img/inpainting through its
+    autoencoder, on `meta`: the text embeddings (cached on the CPU) and the latent mask follow the input."""
+    from noisecraft.editing.inpaint import inpaint
+    from noisecraft.editing.sdedit import img2img
+    from noisecraft.interop.stable_diffusion import load_stable_diffusion
+    from noisecraft.models.autoencoder import VAECodec
+    from noisecraft.sampling.prompt_guidance import prompt_denoiser
+    from tiny_models import make_tiny_sd
+
+    folder = make_tiny_sd(tmp_path / "sd")
+    den, sched, shape, enc = load_stable_diffusion(folder, "cpu")
+    den = den.to(META)
+    from diffusers import AutoencoderKL
+
+    codec = VAECodec(AutoencoderKL.from_pretrained(folder / "vae")).to(META)
+    guided, text = prompt_denoiser(den, enc, ["a red bag"] * 2, "a blue coat", 3.0)
+    assert all(v.device.type == "cpu" for v in text.values())  # as the sample command gets them
+    y = generate(guided, sched, shape, [0, 1], sampler="dpmpp_2m", steps=2, to_cpu=False, cond=text)
+    assert y.device == META and y.shape == (2, *shape)
+    sig = step_sigmas(sched, 3)
+    x = torch.zeros(2, 3, 16, 16, device=META)
+    cond = {k: v.to(META) for k, v in text.items()}
+    mask = torch.zeros(1, 16, 16)
+    with torch.no_grad():
+        assert img2img(guided, x, sig, 0.5, cond=cond, generator=gens(2), codec=codec).device == META
+        for method in ("replace", "repaint"):
+            kw = dict(method=method, jump_length=2, resample=2, cond=cond, generator=gens(2), codec=codec)
+            assert inpaint(guided, x, mask, sig, **kw).device == META

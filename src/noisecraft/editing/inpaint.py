@@ -145,7 +145,7 @@ def inpaint(
     keep = 1 - check_mask(m, x)  # (B, ...) on x's device
     if codec is not None:  # latent space: inpaint the latents under the pooled mask, decode, paste kept pixels
         z = codec.encode(x)  # (B, c, h, w)
-        zmask = latent_mask(1 - keep, z.shape[-2:])  # (B, 1, h, w)
+        zmask = latent_mask(torch.broadcast_to(m.to(x.dtype), x.shape), z.shape[-2:])  # (B, 1, h, w), m's device
         kw = dict(method=method, sampler=sampler, jump_length=jump_length, resample=resample, cond=cond)
         out = codec.decode(inpaint(denoiser, z, zmask, sigmas, generator=generator, callback=callback, **kw, **knobs))
         return keep * x + (1 - keep) * out.to(x.dtype)
