@@ -166,3 +166,25 @@ def test_latent_cache_resumes_after_sigkill(fake_fashion_mnist, tmp_path, monkey
     monkeypatch.setenv("NOISECRAFT_CACHE", str(tmp_path / "other"))
     uninterrupted = _latents(cfg, shard=2)
     assert torch.equal(ds.latents, uninterrupted.latents) and torch.equal(fresh.latents, ds.latents)
+
+
+def test_periodic_eval_of_a_latent_run_scores_decoded_images(fake_fashion_mnist, tmp_path, monkeypatch) -> None:
+    """eval_every on a latent run: the samples are decoded to pixels before FD sees them (never latents)."""
+    from noisecraft.cli.main import main
+    from noisecraft.evaluation import evaluate
+
+    monkeypatch.setenv("NOISECRAFT_CACHE", str(tmp_path / "cache"))
+    vae = tmp_path / "vae"
+    argv = ["train-vae", "--data", "fashion-mnist", "--channels", "1", "--steps", "2", "--batch-size", "4"]
+    assert main([*argv, "--out", str(vae), "--no-progress"]) == 0
+    seen = []
+    real = evaluate.evaluate_images
+    monkeypatch.setattr(
+        evaluate, "evaluate_images", lambda images, *a, **k: seen.append(images.shape) or real(images, *a, **k)
+    )
+    argv = ["train", "--data", "fashion-mnist", "--latent", str(vae), "--steps", "2", "--batch-size", "4"]
+    argv += ["--set", "eval_every=2", "--set", "eval_count=8", "--set", "sample_every=0", "--set", "trackers=[]"]
+    assert main([*argv, "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    assert seen == [(8, 1, 32, 32)]  # pixels, not (8, 4, 8, 8) latents
+    rec = json.loads((tmp_path / "run" / "eval.jsonl").read_text().splitlines()[0])
+    assert rec["protocol"]["extra"]["latent"] == str(vae)

@@ -379,6 +379,7 @@ def _periodic_eval(cfg: TrainConfig, model, schedule, step: int, out: Path, acc)
                 sampler=cfg.sample_sampler,
                 steps=cfg.sample_steps,
                 num_classes=cfg.model.num_classes,
+                latent=cfg.data.latent,  # a latent run's samples are decoded before they are scored
             )
         rec = {"step": step, **res.to_dict()}
         with open(out / "eval.jsonl", "a") as f:
