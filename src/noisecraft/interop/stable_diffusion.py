@@ -105,7 +105,8 @@ def load_stable_diffusion(folder: str | Path, device: str | torch.device = "cpu"
                 "Stable Diffusion 1.x/2.x-style U-Nets (text states alone) are supported"
             )
     schedule, precond = schedule_from_diffusers(_scheduler_config(folder))
-    tok_conf = _read(folder / "tokenizer" / "tokenizer_config.json") if (folder / "tokenizer").is_dir() else {}
+    tok_path = folder / "tokenizer" / "tokenizer_config.json"
+    tok_conf = _read(tok_path) if tok_path.is_file() else {}
     enc_conf = _read(folder / "text_encoder" / "config.json")
     enc_conf = enc_conf.get("text_config", enc_conf)
     limit = int(enc_conf.get("max_position_embeddings", 77))
