@@ -215,3 +215,37 @@ def test_captioned_hf_dataset_trains_with_text_and_samples(tmp_path) -> None:
     out = tmp_path / "gen"
     assert main(["sample", str(run), "--prompt", "a red square", "--steps", "2", "--num", "2", "--out", str(out)]) == 0
     assert Image.open(out / "seed000001.png").size == (8, 8)
+
+
+def test_periodic_eval_of_a_text_latent_run_samples_held_out_captions(latent_setup, tmp_path, monkeypatch) -> None:
+    """eval_every on a text run in latent space: the samples are drawn with the captions of held-out scenes (the
+    test split, first caption each, cycled), decoded to pixels and scored against those held-out scenes."""
+    from noisecraft.data.config import DataConfig
+    from noisecraft.data.scenes import ScenesDataset
+    from noisecraft.evaluation import evaluate
+    from noisecraft.training import samples
+
+    vae, clip = latent_setup
+    seen, conds = [], []
+    real_eval, real_draw = evaluate.evaluate_images, samples.draw_samples
+    monkeypatch.setattr(
+        evaluate, "evaluate_images", lambda images, *a, **k: seen.append(images.shape) or real_eval(images, *a, **k)
+    )
+    monkeypatch.setattr(
+        samples,
+        "draw_samples",
+        lambda *a, **k: conds.append(a[4] if len(a) > 4 else k.get("cond")) or real_draw(*a, **k),
+    )
+    run = tmp_path / "run"
+    argv = ["train", "--data", "scenes", "--text", f"clip:{clip}", "--latent", str(vae), "--steps", "2"]
+    argv += ["--batch-size", "4", "--set", "eval_every=2", "--set", "eval_count=8", "--set", "sample_every=0"]
+    argv += ["--set", "sample_steps=2", "--out", str(run), *QUIET, *SMALL]
+    assert main(argv) == 0
+    rows = [json.loads(ln) for ln in (run / "eval.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["step"] == 2
+    assert rows[0]["scores"]["fd"] == rows[0]["scores"]["fd"] and rows[0]["scores"]["fd"] >= 0  # a number, not NaN
+    assert seen[-1] == (8, 3, 32, 32)  # decoded pixels, not (8, 4, 8, 8) latents
+    held = ScenesDataset(DataConfig(source="scenes", channels=3, split="test", scenes_size=8))
+    want = [held.caption_choices(i)[0] for i in range(8)]
+    assert rows[0]["captions"][:8] == want  # the held-out scenes' captions, in order
+    assert conds and conds[-1] is not None and conds[-1]["text_states"].shape[0] == 8

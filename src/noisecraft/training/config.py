@@ -173,11 +173,12 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 0)
         _positive("cache_max_gb", self.cache_max_gb)
-        folder_eval = self.data.kind == "folder" and self.data.holdout != 0
-        if self.eval_every and self.data.source not in EVAL_DATASETS and not folder_eval:
+        # scenes: its test split is the held-out part (training/heldout.py)
+        heldout_eval = (self.data.kind == "folder" and self.data.holdout != 0) or self.data.source == "scenes"
+        if self.eval_every and self.data.source not in EVAL_DATASETS and not heldout_eval:
             raise NoisecraftError(
-                f"eval_every needs a built-in dataset with a feature network ({', '.join(EVAL_DATASETS)}) or a "
-                f"folder with a held-out part (data.holdout > 0), got data.source={self.data.source!r}; "
+                f"eval_every needs a built-in dataset with a feature network ({', '.join(EVAL_DATASETS)}), scenes "
+                f"or a folder with a held-out part (data.holdout > 0), got data.source={self.data.source!r}; "
                 "set eval_every=0"
             )
         check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)

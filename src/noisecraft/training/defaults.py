@@ -108,7 +108,7 @@ def resolve_for_length(cfg: TrainConfig) -> TrainConfig:
     sample_every = cfg.sample_every if cfg.sample_every is not None else math.ceil(steps / PREVIEWS)
     eval_every = cfg.eval_every
     if eval_every is None:
-        # held-out FD/KID of a folder; not for a text run, whose samples would need the held-out captions
+        # held-out FD/KID of a folder; a text run's (held-out captions, decoded latents) only with eval_every
         folder_eval = cfg.data.kind == "folder" and bool(cfg.data.holdout) and cfg.text.encoder == "none"
         eval_every = math.ceil(steps / EVALS) if folder_eval else 0
     return dataclasses.replace(cfg, optim=optim, ema=ema, sample_every=sample_every, eval_every=eval_every)

@@ -266,7 +266,7 @@ def train(
                 except Exception as e:
                     acc.print(f"warning: sample grid at step {done} failed ({type(e).__name__}: {e}); training goes on")
             if planned and cfg.eval_every and (done % cfg.eval_every == 0 or final) and acc.is_main_process:
-                _periodic_eval(cfg, ema.model, schedule, done, out, acc)
+                _periodic_eval(cfg, ema.model, schedule, done, out, acc, None if text is None else text.encoder)
             if planned and (done % cfg.checkpoint_every == 0 or final):
                 save(done)
             t_log += time.perf_counter() - t_side
@@ -353,14 +353,16 @@ def _truncate_log(path: Path, step: int) -> None:
 _HELDOUT: dict[str, object] = {}  # the folder evaluation of the current run (reference features, floor)
 
 
-def _periodic_eval(cfg: TrainConfig, model, schedule, step: int, out: Path, acc) -> None:
-    """Append a small, labelled evaluation to eval.jsonl; never touches the training RNG or stops the run."""
+def _periodic_eval(cfg: TrainConfig, model, schedule, step: int, out: Path, acc, encoder=None) -> None:
+    """Append a small, labelled evaluation to eval.jsonl; never touches the training RNG or stops the run. A
+    text run's samples show held-out captions, embedded by `encoder` (training/heldout.py)."""
     from noisecraft.evaluation.evaluate import periodic_eval
+    from noisecraft.training.heldout import has_heldout
 
     try:
-        if cfg.data.kind == "folder":
+        if has_heldout(cfg):
             with torch.random.fork_rng(devices=[]):
-                rec = {"step": step, **_heldout(cfg, model)(cfg, model, schedule)}
+                rec = {"step": step, **_heldout(cfg, model)(cfg, model, schedule, encoder)}
             with open(out / "eval.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
             s, fl, p = rec["scores"], rec["noise_floor"], rec["protocol"]
