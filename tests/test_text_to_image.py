@@ -249,3 +249,30 @@ def test_periodic_eval_of_a_text_latent_run_samples_held_out_captions(latent_set
     want = [held.caption_choices(i)[0] for i in range(8)]
     assert rows[0]["captions"][:8] == want  # the held-out scenes' captions, in order
     assert conds and conds[-1] is not None and conds[-1]["text_states"].shape[0] == 8
+
+
+def test_periodic_eval_of_a_captioned_folder_run_uses_the_held_out_captions(tmp_path) -> None:
+    """A text run on a captioned folder with a held-out part: eval_every samples the held-out files' captions."""
+    import numpy as np
+
+    from noisecraft.data.config import DataConfig
+    from noisecraft.data.folder import FolderDataset
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text(f"a {['red', 'blue'][i % 2]} square number {i}")
+    clip = make_tiny_clip(tmp_path / "clip")
+    argv = ["train", "--data", str(folder), "--text", f"clip:{clip}", "--resolution", "8", "--steps", "2"]
+    argv += ["--batch-size", "2", "--set", "sample_every=0", "--set", "data.holdout=0.3", "--set", "eval_every=2"]
+    argv += ["--set", "eval_count=4", "--set", "sample_steps=2"]
+    argv += ["--set", 'model.net_kwargs={"block_out_channels": [32, 32]}', "--out", str(tmp_path / "run"), *QUIET]
+    assert main(argv) == 0
+    rows = [json.loads(ln) for ln in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
+    held = FolderDataset(DataConfig(source=str(folder), holdout=0.3, captions=True, resolution=8), split="holdout")
+    assert 0 < len(held) < 12 and len(rows) == 1
+    want = [held.caption(i % len(held)) for i in range(4)]
+    assert rows[0]["captions"] == want and rows[0]["protocol"]["num_reference"] == len(held)
+    assert rows[0]["scores"]["fd"] >= 0
