@@ -210,3 +210,57 @@ def test_a_prompt_longer_than_the_encoder_is_truncated_with_one_warning(tmp_path
     assert np.array_equal(read_pngs(tmp_path / "long", [0]), read_pngs(tmp_path / "tail", [0]))
     assert main([*argv, str(tmp_path / "short"), "--prompt", "a white sandal"]) == 0
     assert not np.array_equal(read_pngs(tmp_path / "long", [0]), read_pngs(tmp_path / "short", [0]))
+
+
+def test_edit_img2img_and_inpaint_an_sd_folder_with_a_prompt(tmp_path: Path, capsys) -> None:
+    """`noisecraft edit img2img|inpaint SD_FOLDER IMG --prompt`: the loader of `sample SD_FOLDER`, latents through
+    the folder's vae/, decoded 16×16 RGB results; a light edit stays at the autoencoder's own round trip."""
+    from noisecraft.editing.io import load_image
+    from noisecraft.models.autoencoder import load_codec
+
+    folder = make_tiny_sd(tmp_path / "sd")
+    img = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(img)
+    small = ["--steps", "10", "--num", "1"]
+
+    def out(name: str, stem: str) -> np.ndarray:
+        return np.asarray(Image.open(tmp_path / name / f"{stem}.png"), dtype=np.float64) / 255
+
+    for prompt, name in (("a red bag on the left", "red"), ("left: empty; right: white coat", "white")):
+        argv = ["edit", "img2img", str(folder), str(img), "--prompt", prompt, "--cfg", "3", "--strength", "0.8"]
+        assert main([*argv, "--out", str(tmp_path / name), *small]) == 0
+    red, white = out("red", "img2img_000_00"), out("white", "img2img_000_00")
+    assert red.shape == (16, 16, 3) and abs(red - white).max() > 10 / 255  # decoded pixels; the prompt matters
+    # parity: diffusers' StableDiffusionImg2ImgPipeline on the same latents (our encoder's mean), noise (seed 0),
+    # σ list (DDIM, trailing; strength 0.6 of 10 steps = its last 6 in both conventions) and CFG
+    argv = ["edit", "img2img", str(folder), str(img), "--prompt", "a red bag", "--negative-prompt", "a blue coat"]
+    argv += ["--cfg", "3", "--strength", "0.6", "--sampler", "ddim", "--schedule", "trailing", "--seed", "0"]
+    assert main([*argv, "--out", str(tmp_path / "par"), *small]) == 0
+    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline
+
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(folder, safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = DDIMScheduler.from_config(
+        pipe.scheduler.config, timestep_spacing="trailing", set_alpha_to_one=True, clip_sample=False, steps_offset=0
+    )
+    x, _ = load_image(str(img), 16, 3)
+    with torch.no_grad():
+        z = load_codec(str(folder)).encode(x[None])  # (1, 4, 8, 8): the pipeline takes latents as they are
+    theirs = pipe(
+        ["a red bag"], image=z, strength=0.6, num_inference_steps=10, guidance_scale=3.0,
+        negative_prompt=["a blue coat"], generator=torch.Generator().manual_seed(0), output_type="np",
+    ).images[0]  # fmt: skip
+    ours = out("par", "img2img_000_00")
+    assert abs(theirs - ours).max() < PNG_TOL and abs(ours - red).max() > 10 / 255
+
+    argv = ["edit", "inpaint", str(folder), str(img), "--rect", "8,0,16,16", "--prompt", "a white coat on the right"]
+    assert main([*argv, "--cfg", "3", "--out", str(tmp_path / "inp"), "--steps", "4", "--num", "2"]) == 0
+    src = np.asarray(Image.open(img), dtype=np.float64) / 255
+    for i in range(2):
+        fill = out("inp", f"inpaint_{i:02d}")
+        assert np.array_equal(fill[:, :8], src[:, :8]) and not np.array_equal(fill[:, 8:], src[:, 8:])
+    # bad input stays one line: an SD folder has no classes
+    capsys.readouterr()
+    assert main(["edit", "img2img", str(folder), str(img), "--class", "3", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "--prompt and --cfg" in err and "Traceback" not in err

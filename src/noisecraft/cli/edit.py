@@ -12,10 +12,13 @@ Examples:
   noisecraft edit swap runs/digits-cond three.png --source 3 --target 8 --guidance 2
   noisecraft edit img2img runs/scenes-text scene.png --prompt "a red bag on the left" --cfg 3 --strength 0.6
   noisecraft edit inpaint runs/scenes-text scene.png --rect 16,0,32,32 --prompt "a white coat on the right" --cfg 3
+  noisecraft edit img2img sd-folder/ photo.png --prompt "a red bag" --cfg 3 --strength 0.6   # a Stable-Diffusion folder
 
 Runs in latent space (trained with --latent) are edited as latents: the images are encoded with the run's
 autoencoder and the results decoded; inpainting pastes the kept pixels back exactly (docs/text-to-image.md).
-Text runs take --prompt (default "": the unconditional model), --negative-prompt and --cfg.
+Text runs take --prompt (default "": the unconditional model), --negative-prompt and --cfg. A Stable-Diffusion
+folder (unet/ vae/ text_encoder/ tokenizer/ scheduler/) is edited like a text run in latent space; it is loaded
+as `noisecraft sample SD_FOLDER` loads it (interop/stable_diffusion.py).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ MODES = ("img2img", "inpaint", "invert", "interpolate", "swap")
 
 
 def _common(p: argparse.ArgumentParser, default_sampler: str = "euler") -> None:
-    p.add_argument("run", help="run folder written by `noisecraft train` (or one checkpoint folder)")
+    p.add_argument(
+        "run", help="run folder written by `noisecraft train` (or one checkpoint folder), or a Stable-Diffusion folder"
+    )
     p.add_argument("--sampler", default=default_sampler, help="sampler name (see `noisecraft samplers`)")
     p.add_argument("--steps", type=positive_int, default=50, help="sampler steps of the full σ list")
     p.add_argument("--schedule", default=None, help="step spacing, e.g. linspace, trailing, karras, logsnr")
@@ -200,13 +205,12 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.errors import check_choice
     from noisecraft.sampling.samplers import SAMPLERS
     from noisecraft.sampling.steps import step_sigmas
-    from noisecraft.training.checkpoint import load_run
 
     check_choice("sampler", args.sampler, SAMPLERS)
     from noisecraft.sampling.generate import resolve_device
 
     device = resolve_device(args.device)
-    denoiser, schedule, cfg = load_run(args.run, ema=not args.raw, device=device)
+    denoiser, schedule, cfg = _load_model(args.run, not args.raw, device)
     if cfg.data.kind == "toy":
         raise NoisecraftError("edit works on image models; this run was trained on 2-D toy points")
     sigmas = step_sigmas(schedule, args.steps, args.schedule)
@@ -218,6 +222,21 @@ def run(args: argparse.Namespace) -> int:
     modes = {"img2img": _img2img, "inpaint": _inpaint, "invert": _invert, "interpolate": _interpolate, "swap": _swap}
     with write_guard(out):
         return modes[args.mode](args, **ctx)
+
+
+def _load_model(spec: str, ema: bool, device):
+    """(denoiser, schedule, TrainConfig) of a run folder, or of a Stable-Diffusion folder (the loader of
+    ``sample SD_FOLDER``; its config describes the folder: text, latents, image size)."""
+    from noisecraft.interop.stable_diffusion import is_stable_diffusion_folder
+
+    if is_stable_diffusion_folder(spec):
+        from noisecraft.interop.stable_diffusion import load_stable_diffusion, stable_diffusion_config
+
+        denoiser, schedule, shape, encoder = load_stable_diffusion(spec, device)
+        return denoiser, schedule, stable_diffusion_config(spec, shape, encoder)
+    from noisecraft.training.checkpoint import load_run
+
+    return load_run(spec, ema=ema, device=device)
 
 
 def _load(paths, res: int, ch: int, device):

@@ -133,6 +133,32 @@ def load_stable_diffusion(folder: str | Path, device: str | torch.device = "cpu"
     return denoiser, schedule, shape, encoder
 
 
+def stable_diffusion_config(folder: str | Path, shape: tuple[int, ...], encoder):
+    """The TrainConfig that describes a loaded Stable-Diffusion folder (latent `shape` (C, h, w), its CLIP text
+    `encoder`) to the tools that read a run's config, e.g. ``noisecraft edit SD_FOLDER``: images of the VAE's
+    channels at side h·factor, latents from the folder's vae/, text from its text_encoder/, no classes. It only
+    describes the folder; nothing is trained from it."""
+    from noisecraft.data.config import DataConfig
+    from noisecraft.models.factory import ModelConfig
+    from noisecraft.models.text import TextConfig
+    from noisecraft.training.config import TrainConfig
+
+    folder = Path(folder)
+    vae = _read(folder / "vae" / "config.json")
+    side = shape[-1] * 2 ** (len(vae.get("block_out_channels", [0])) - 1)  # pixels per latent side
+    channels = int(vae.get("in_channels", 3))
+    model = ModelConfig(
+        arch="cond-unet", resolution=shape[-1], channels=shape[0], text_dim=encoder.dim, text_layout="sd"
+    )
+    return TrainConfig(
+        data=DataConfig(source=str(folder), channels=channels, resolution=side, latent=str(folder)),
+        text=TextConfig(encoder="clip", path=str(folder), max_tokens=encoder.max_tokens, dropout=0.0),
+        model=model,
+        eval_every=0,
+        trackers=[],
+    )
+
+
 def export_stable_diffusion(denoiser, schedule, cfg, folder: str | Path, name: str = "this run") -> Path:
     """Write a loaded text run (``load_run(RUN)``: denoiser, schedule, TrainConfig) as a Stable-Diffusion folder
     that ``StableDiffusionPipeline.from_pretrained(folder)`` loads. Returns the folder."""
