@@ -133,7 +133,7 @@ def test_export_text_run_as_stable_diffusion_folder(fake_fashion_mnist, tmp_path
     assert main([*argv, "--no-progress"]) == 0
     run = tmp_path / "runs" / "scenes-sd"
     argv = ["train", "--data", "scenes", "--text", f"clip:{clip}", "--latent", str(vae), "--steps", "6"]
-    argv += ["--batch-size", "4", "--lr", "3e-3", "--set", "sample_every=0", "--set", "model.text_layout=sd"]
+    argv += ["--batch-size", "4", "--lr", "3e-3", "--set", "sample_every=0", "--text-layout", "sd"]
     argv += ["--schedule", "scaled_linear", "--parameterisation", "v"]  # as Stable Diffusion 2
     assert main([*argv, "--out", str(run), *QUIET, *SMALL]) == 0
     make_tiny_sd(tmp_path / "path" / "to" / "stable-diffusion-v1-5")
@@ -145,6 +145,7 @@ def test_export_text_run_as_stable_diffusion_folder(fake_fashion_mnist, tmp_path
     out = tmp_path / "exported" / "scenes-sd"
     index = json.loads((out / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusionPipeline" and index["unet"][1] == "UNet2DConditionModel"
+    assert json.loads((run / "config.json").read_text())["model"]["text_layout"] == "sd"  # set by --text-layout
     scope: dict = {}
     exec(python, scope)  # the documented diffusers snippet, as written
     assert scope["image"].size == (32, 32) and np.asarray(scope["image"]).std() > 1
@@ -193,7 +194,8 @@ def test_sd_folder_and_export_errors_are_one_line(fake_fashion_mnist, tmp_path: 
     capsys.readouterr()
     assert main(["export", str(run), str(tmp_path / "e"), "--format", "sd"]) == 2
     err = capsys.readouterr().err
-    assert "model.text_layout=sd" in err and "Traceback" not in err
+    assert "--text-layout sd" in err and "Traceback" not in err and err.count("\n") == 1
+    assert json.loads((run / "config.json").read_text())["model"]["text_layout"] == "noisecraft"
 
 
 def test_a_prompt_longer_than_the_encoder_is_truncated_with_one_warning(tmp_path: Path, capsys) -> None:

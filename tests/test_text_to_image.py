@@ -94,6 +94,9 @@ def test_text_run_resumes_bit_for_bit(latent_setup, tmp_path) -> None:
 def test_text_training_errors(fake_fashion_mnist, tmp_path, capsys) -> None:
     assert main(["train", "--data", "scenes", "--text", "bert", "--dry-run"]) == 2
     assert "--text must be minilm or clip:FOLDER" in capsys.readouterr().err
+    assert main(["train", "--data", "scenes", "--text-layout", "sd", "--dry-run"]) == 2  # no text to lay out
+    err = capsys.readouterr().err
+    assert "--text-layout needs a text run" in err and err.count("error:") == 1 and "Traceback" not in err
     assert main(["train", "--data", "scenes", "--latent", str(tmp_path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "is not an autoencoder" in err and "Traceback" not in err and err.count("error:") == 1

@@ -1,4 +1,5 @@
-"""The `train` flags of text-to-image in latent space (--text, --latent), kept beside train.py so it stays small."""
+"""The `train` flags of text-to-image in latent space (--text, --text-layout, --latent), kept beside train.py so it
+stays small."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "text encoder); the model becomes a cross-attention U-Net (arch cond-unet)",
     )
     p.add_argument(
+        "--text-layout",
+        choices=("noisecraft", "sd"),
+        default=None,
+        help="how the U-Net reads the text: noisecraft (default: padding masked, pooled vector added) or sd "
+        "(Stable Diffusion's: every token attended, no pooled vector; `export --format sd` needs it)",
+    )
+    p.add_argument(
         "--latent",
         metavar="VAE",
         help="train on the latents of this autoencoder (a `noisecraft train-vae` folder or a diffusers "
@@ -21,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def apply(d: dict, args: argparse.Namespace, user_channels: bool) -> None:
-    """Fill the config dict `d` for --data scenes, --text and --latent (explicit flags and --set still win)."""
+    """Fill the config dict `d` for --data scenes, --text, --text-layout and --latent (explicit flags and --set
+    still win)."""
     from noisecraft.errors import NoisecraftError
 
     if d["data"]["source"] == "scenes" and not user_channels and d["data"]["channels"] == 1:
@@ -41,6 +50,11 @@ def apply(d: dict, args: argparse.Namespace, user_channels: bool) -> None:
         d["model"]["text_dim"] = text_dim(TextConfig(**d["text"]))
         if args.arch is None:
             d["model"]["arch"] = "cond-unet"
+    layout = getattr(args, "text_layout", None)
+    if layout is not None:
+        if d["text"]["encoder"] == "none":
+            raise NoisecraftError("--text-layout needs a text run: add --text clip:FOLDER (or --text minilm)")
+        d["model"]["text_layout"] = layout
     if getattr(args, "latent", None):
         from noisecraft.models.autoencoder import latent_shape
 

@@ -172,7 +172,9 @@ def export_stable_diffusion(denoiser, schedule, cfg, folder: str | Path, name: s
     if cfg.text.encoder != "clip":
         why = f"it needs a CLIP text encoder (--text clip:FOLDER); this run uses {cfg.text.encoder!r}"
     elif cfg.model.text_layout != "sd":
-        why = "it needs a run trained with --set model.text_layout=sd (attends to every token, no pooled vector)"
+        why = (
+            "it needs a run trained with --text-layout sd (= --set model.text_layout=sd: every token, no pooled vector)"
+        )
     elif cfg.data.latent is None:
         why = "it needs a run in latent space (--latent VAE)"
     p = denoiser.precond
