@@ -138,9 +138,13 @@ def test_export_text_run_as_stable_diffusion_folder(fake_fashion_mnist, tmp_path
     assert main([*argv, "--out", str(run), *QUIET, *SMALL]) == 0
     make_tiny_sd(tmp_path / "path" / "to" / "stable-diffusion-v1-5")
     commands, python = interop_section()
-    assert [c[0] for c in commands] == ["sample", "export"]
+    assert [c[0] for c in commands] == ["sample", "edit", "export"]
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)).save("photo.png")
+    small = {"sample": ["--steps", "3", "--num", "2"], "edit": ["--steps", "3"], "export": []}
     for argv in commands:
-        assert main(argv + (["--steps", "3", "--num", "2"] if argv[0] == "sample" else [])) == 0, argv
+        assert main(argv + small[argv[0]]) == 0, argv
+    edited = tmp_path / "path" / "to" / "stable-diffusion-v1-5" / "edits" / "img2img" / "img2img_000_00.png"
+    assert Image.open(edited).size == (16, 16)
     assert len(list((tmp_path / "path" / "to" / "stable-diffusion-v1-5" / "generated").glob("seed*.png"))) == 2
     out = tmp_path / "exported" / "scenes-sd"
     index = json.loads((out / "model_index.json").read_text())

