@@ -253,6 +253,7 @@ def test_periodic_eval_of_a_text_latent_run_samples_held_out_captions(latent_set
     held = ScenesDataset(DataConfig(source="scenes", channels=3, split="test", scenes_size=8))
     want = [held.caption_choices(i)[0] for i in range(8)]
     assert rows[0]["captions"][:8] == want  # the held-out scenes' captions, in order
+    assert "test split" in rows[0]["protocol"]["label"] and rows[0]["protocol"]["num_reference"] == 16
     assert conds and conds[-1] is not None and conds[-1]["text_states"].shape[0] == 8
 
 

@@ -26,6 +26,7 @@ from noisecraft.training.config import TrainConfig
 from noisecraft.training.defaults import eval_sample_count
 
 HELDOUT_LABEL = "periodic, against the folder's held-out part (small counts: compare with its noise floor)"
+SCENES_LABEL = "periodic, against scenes of the test split (small counts: compare with its noise floor)"
 MAX_OTHERS = 1024  # training images kept for the noise floor (a seeded subset)
 SCENES_HELDOUT = 512  # scenes of the test split in the held-out reference
 
@@ -73,6 +74,7 @@ class HeldoutEval:
             str(cfg.data.source), "folder", _stack(held, range(len(held))), _stack(train, pick), floor_label
         )
         self.num_reference = len(held)
+        self.label = SCENES_LABEL if cfg.data.source == "scenes" else HELDOUT_LABEL
         self.num = min(eval_sample_count(cfg, len(held)), len(pick))
         # a text run: sample i shows held-out image i's first caption (cycled)
         every = [caption_choices(held, i)[0] for i in range(len(held))] if cfg.text.enabled else []
@@ -87,7 +89,7 @@ class HeldoutEval:
         from noisecraft.evaluation.evaluate import evaluate_images
 
         res = evaluate_images(
-            images, self.reference, self.extractor, with_floor=True, fd_boots=0, protocol={"label": HELDOUT_LABEL}
+            images, self.reference, self.extractor, with_floor=True, fd_boots=0, protocol={"label": self.label}
         )
         return res.to_dict()
 
