@@ -3,18 +3,21 @@
     python benchmarks/samplers.py                  # all problems, NFE 5/10/20, into benchmarks/results/samplers.md
     python benchmarks/samplers.py --quick          # the 16-D DDPM-linear problem only, 512 paths
     python benchmarks/samplers.py --problems 0,3   # some problems; rows accumulate in samplers.json
+    python benchmarks/samplers.py --only-fits      # re-fit and re-score only the fitted rows (other rows kept)
 
 Problems: Gaussian mixtures in 2 to 64 dimensions with exact denoisers (core/oracles.py), under the DDPM linear
 (σ_max ≈ 157), cosine (σ_max ≈ 4096) and scaled-linear (σ_max ≈ 14.6) schedules of 1000 steps and under EDM
-(σ ∈ [0.002, 80]). Every configuration starts from the same held-out noise ε (--paths, default 1024; seed 1) and
-is scored against the exact probability-flow ODE solution from its own start state (adaptive Dormand–Prince at
-rtol = atol = 1e-8 down to σ = 1e-4, then the exact denoiser):
+(σ ∈ [0.002, 80]). The last problem ("held out", 32-D cosine, another mixture) was added after the fit, its
+validation rule and the spacing defaults were settled, and nothing was tuned on it. Every configuration starts
+from the same held-out noise ε (--paths, default 1024; seed 1) and is scored against the exact probability-flow
+ODE solution from its own start state (adaptive Dormand–Prince at rtol = atol = 1e-8 down to σ = 1e-4, then
+the exact denoiser):
 - ``rms``: RMS error over all paths and coordinates;  ``med``: the median over paths of each path's RMS error;
 - ``switch``: the share of paths that end nearer another mixture component than the reference does (argmax of
   the exact component posterior at σ = 1e-3).
 noisecraft runs euler, heun, dpmpp_2m, dpmpp_3m, unipc (order 2 and 3) with every named spacing and with a
 schedule fitted by ``sampling.fit.fit_steps`` for that sampler on separate calibration + validation noise
-(seed 123, 128 + 128 paths; the held-out paths are never seen by the fit), and the adaptive solver at a few
+(seed 123, 128 + 512 paths; the held-out paths are never seen by the fit), and the adaptive solver at a few
 tolerances (reported at its mean per-sample NFE, beside the fixed schedules). diffusers 0.42 runs DDIM, Euler,
 Heun, DPM++2M/3M, UniPC-2/3 and DEIS with its default, trailing and Karras spacings (EDM: its EDM Euler and
 EDM DPM++ 2M/3M schedulers). NFE budgets 5, 10, 20 (Heun: the largest 2N−1 ≤ budget).
@@ -318,6 +321,7 @@ def _fit_vs_named(rows, problems) -> str:
     text = f"fitted rms ≤ best named in {len(ratios) - len(worse)} of {len(ratios)} (problem, sampler, NFE) cases"
     if worse:
         text += f"; worse in {len(worse)}, at most {worst[0]:.2f}× ({worst[1]})"
+        text += f"; worse by more than 2 % in {sum(q > 1.02 for q, _ in worse)}"
     median = sorted(q for q, _ in ratios)[len(ratios) // 2]
     return text + f"; median fitted / best named = {median:.2f}."
 

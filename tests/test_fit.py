@@ -69,7 +69,8 @@ def test_fit_beats_every_named_spacing_on_fresh_noise(gm, schedule, sampler, kno
         assert errs["fit"] <= 1.02 * best_named, (n, fit.chosen[n], errs)
         assert errs["fit"] < 0.8 * errs["default"], (n, errs)  # and clearly better than the schedule's default
         scores = fit.validation[n]  # the kept list is the fall-back (best named on validation) or beats it there
-        assert scores[fit.chosen[n]] == min(v for k, v in scores.items() if k.startswith("named:") or k == fit.chosen[n])
+        kept = scores[fit.chosen[n]]
+        assert kept == min(v for k, v in scores.items() if k.startswith("named:") or k == fit.chosen[n])
 
 
 def test_fit_falls_back_to_a_named_spacing_when_the_fit_is_not_better(monkeypatch):

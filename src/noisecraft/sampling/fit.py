@@ -83,6 +83,20 @@ class _Problem:
         sol = get_sampler("unipc")(denoiser, x, fine, cond=cond, order=3)
         self.ref = denoiser(sol, torch.tensor(schedule.sigma_min, dtype=torch.float64), **(cond or {}))
 
+    @classmethod
+    def on_reference(cls, denoiser, x, ref, cond, sampler, knobs) -> _Problem:
+        """The same problem with given reference end points (benchmarks/samplers_bound.py: exact ones)."""
+        self = cls.__new__(cls)
+        self.denoiser, self.x, self.cond, self.knobs, self.fn, self.ref = (
+            denoiser,
+            x,
+            cond,
+            knobs,
+            get_sampler(sampler),
+            ref,
+        )
+        return self
+
     def per_path(self, sigmas: Tensor) -> Tensor:
         """(n,) float64 mean-square error of each path (inf where the sampler's output is not finite)."""
         out = self.fn(self.denoiser, self.x, sigmas, cond=self.cond, **self.knobs)
