@@ -316,7 +316,7 @@ def _fit_vs_named(rows, problems) -> str:
                 if fit and named:
                     best = min(r[6]["rms"] for r in named)
                     ratios.append((fit[0][6]["rms"] / best, f"{problem} {name} @ {nfe}"))
-    worse = [(q, k) for q, k in ratios if q > 1.0]
+    worse = [(q, k) for q, k in ratios if q > 1 + 1e-9]  # equal lists (a fall-back to the best) tie
     worst = max(ratios)
     text = f"fitted rms ≤ best named in {len(ratios) - len(worse)} of {len(ratios)} (problem, sampler, NFE) cases"
     if worse:

@@ -15,7 +15,7 @@ import torch
 
 from noisecraft.core.oracles import GaussianMixture
 from noisecraft.core.schedules import make_schedule
-from noisecraft.sampling.fit import NAMED, choose, fit_steps
+from noisecraft.sampling.fit import NAMED, OMEGA, _refine, choose, fit_steps, step_ratio
 from noisecraft.sampling.registry import get_sampler
 from noisecraft.sampling.steps import powerlog_sigmas, step_sigmas
 
@@ -124,6 +124,26 @@ def test_fit_is_not_worse_than_the_best_named_spacing_where_a_small_validation_b
     errs = held_out_error(gm, sch, "unipc", {"order": 3}, {"fit": fit.sigmas[12], **named_lists(sch, 12)}, 32, n=1024)
     best_named = min(v for k, v in errs.items() if k != "fit")
     assert errs["fit"] <= 1.02 * best_named, (fit.chosen[12], fit.margin[12], errs)
+
+
+def test_the_search_keeps_neighbouring_steps_within_the_ratio_cap():
+    """An objective that rewards zigzag steps (as a calibration batch without the rare paths they ruin can) must
+    not get a list whose neighbouring log-σ steps differ by more than OMEGA."""
+    sch = make_schedule("linear")
+    start = step_sigmas(sch, 12, "powerlog")
+    assert step_ratio(start) < 1.5
+    zig = torch.cat([start[:2], torch.tensor([5.0, 4.9, 1.0, 0.95, 0.2]), start[-3:]])
+    assert step_ratio(zig) > 10  # the measure sees a zigzag (the step from σ_max and the one into 0 do not count)
+
+    class Rewards:  # lower "error" for larger step ratios
+        def err(self, sigmas):
+            return -step_ratio(sigmas)
+
+    refined, value = _refine(Rewards(), start, math.log(sch.sigma_min), sweeps=8)
+    assert -value > 1.5  # the search did move towards zigzags ...
+    assert step_ratio(refined) <= OMEGA + 1e-9  # ... but only up to the cap
+    free, _ = _refine(Rewards(), start, math.log(sch.sigma_min), sweeps=8, omega=math.inf)
+    assert step_ratio(free) > OMEGA  # negative control: without the cap it goes further
 
 
 def test_powerlog_spacing_and_per_sampler_defaults():
