@@ -116,11 +116,11 @@ def test_validation_keeps_a_fitted_list_only_when_its_win_is_beyond_the_noise():
 
 
 def test_fit_is_not_worse_than_the_best_named_spacing_where_a_small_validation_batch_was_fooled():
-    """A 32-D mixture under DDPM linear with UniPC-3 at 12 steps: the coordinate search on 32 calibration paths
-    finds a list that wins on them; on 1024 fresh paths the kept list is no worse than the best named spacing
-    (the paired test on the 4× larger validation batch)."""
+    """A 32-D mixture under DDPM linear with UniPC-3 at 12 steps and 64 calibration paths: without the ratio cap
+    and with a 64-path validation batch and a plain argmin, the kept list was 1.46x the best named spacing's error
+    on 1024 fresh paths; with the cap, the 4x larger validation batch and the paired test it is no worse."""
     gm, sch = blobs(32, 5), make_schedule("linear")
-    fit = fit_steps(gm, sch, (12,), shape=(32,), sampler="unipc", knobs={"order": 3}, n=32, dtype=torch.float64)
+    fit = fit_steps(gm, sch, (12,), shape=(32,), sampler="unipc", knobs={"order": 3}, n=64, dtype=torch.float64)
     errs = held_out_error(gm, sch, "unipc", {"order": 3}, {"fit": fit.sigmas[12], **named_lists(sch, 12)}, 32, n=1024)
     best_named = min(v for k, v in errs.items() if k != "fit")
     assert errs["fit"] <= 1.02 * best_named, (fit.chosen[12], fit.margin[12], errs)
