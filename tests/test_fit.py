@@ -15,7 +15,7 @@ import torch
 
 from noisecraft.core.oracles import GaussianMixture
 from noisecraft.core.schedules import make_schedule
-from noisecraft.sampling.fit import NAMED, OMEGA, _refine, choose, fit_steps, step_ratio
+from noisecraft.sampling.fit import NAMED, OMEGA, _refine, _tile_cond, choose, fit_steps, step_ratio
 from noisecraft.sampling.registry import get_sampler
 from noisecraft.sampling.steps import powerlog_sigmas, step_sigmas
 
@@ -124,6 +124,15 @@ def test_fit_is_not_worse_than_the_best_named_spacing_where_a_small_validation_b
     errs = held_out_error(gm, sch, "unipc", {"order": 3}, {"fit": fit.sigmas[12], **named_lists(sch, 12)}, 32, n=1024)
     best_named = min(v for k, v in errs.items() if k != "fit")
     assert errs["fit"] <= 1.02 * best_named, (fit.chosen[12], fit.margin[12], errs)
+
+
+def test_per_sample_conditioning_is_repeated_over_the_larger_validation_batch():
+    labels = torch.arange(8) % 6
+    tiled = _tile_cond({"class_labels": labels, "scale": 2.0}, 8, 20)
+    assert tiled["scale"] == 2.0 and torch.equal(tiled["class_labels"], torch.cat([labels, labels, labels[:4]]))
+    fit = fit_steps(ring(), make_schedule("edm"), (4,), shape=(2,), sampler="euler", n=8, sweeps=1,
+                    cond={"class_labels": labels}, dtype=torch.float64)  # fmt: skip
+    assert fit.sigmas[4].shape == (5,) and math.isfinite(fit.validation[4][fit.chosen[4]])
 
 
 def test_the_search_keeps_neighbouring_steps_within_the_ratio_cap():
