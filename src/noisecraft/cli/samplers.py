@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--calibration",
         type=positive_int,
         default=128,
-        help="with --fit: paths in the calibration (and the validation) batch",
+        help="with --fit: paths in the calibration batch (the separate validation batch has 4 times as many)",
     )
     parser.add_argument("--knobs", action="store_true", help="also list each sampler's knobs and defaults")
 
