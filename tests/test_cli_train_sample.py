@@ -186,3 +186,20 @@ def test_clip_x0_clamps_every_denoised_estimate_and_refuses_runs_without_a_pixel
     assert np.abs(tight - 127.5).max() <= 7 < np.abs(plain - 127.5).max()
     assert np.array_equal(pixels("--clip-x0"), pixels("--clip-x0", "1"))  # R defaults to the pixel range
     assert main(["sample", str(toy_run), "--clip-x0", "--out", str(tmp_path / "toy")]) == 2  # vectors: no range
+
+
+def test_eval_clip_x0_scores_what_sample_clip_x0_saves(image_run, tmp_path):
+    common = ["--num", "24", "--steps", "6", "--sampler", "euler", "--seed", "5"]
+    assert main(["sample", str(image_run), *common, "--clip-x0", "0.3", "--out", str(tmp_path / "pngs")]) == 0
+
+    def fd(*argv: str) -> float:
+        out = tmp_path / f"e{len(list(tmp_path.glob('e*.json')))}.json"
+        assert main(["eval", *argv, "--no-floor", "--dataset", "digits", "--out", str(out)]) == 0
+        return json.loads(out.read_text())["scores"]["fd"]
+
+    saved = fd("--samples-dir", str(tmp_path / "pngs"), "--num", "24")
+    clipped = fd(str(image_run), *common, "--clip-x0", "0.3")
+    assert clipped == pytest.approx(saved, rel=1e-9)  # the same 8-bit images scored
+    assert fd(str(image_run), *common) != pytest.approx(saved, rel=1e-3)  # unclipped samples score otherwise
+    assert json.loads((tmp_path / "e1.json").read_text())["protocol"]["extra"]["clip_x0"] == 0.3
+    assert main(["eval", "--samples-dir", str(tmp_path / "pngs"), "--dataset", "digits", "--clip-x0"]) == 2

@@ -76,6 +76,22 @@ def test_generate_gives_the_pixels_of_the_command_it_shows(tiny):
     assert np.array_equal(url_pixels(other["images"][0]), url_pixels(res["images"][1]))  # seed 12 = sample 1
 
 
+def test_clip_x0_gives_the_pixels_of_the_command_it_shows(tiny):
+    body = {"run": str(tiny.run), "sampler": "euler", "steps": 4, "seed": 3, "num": 2, "class": 1, "cfg": 2}
+    res = tiny.server.run_job("/api/generate", {**body, "clip_x0": 0.05})
+    argv = shlex.split(res["command"])
+    assert argv[argv.index("--clip-x0") + 1] == "0.05"
+    out = tiny.root / "cli-clip"
+    assert main([*argv[1:], "--out", str(out)]) == 0
+    plain = tiny.server.run_job("/api/generate", body)
+    assert "--clip-x0" not in plain["command"]
+    for k, url in enumerate(res["images"]):
+        px = url_pixels(url)
+        assert np.array_equal(px, np.asarray(Image.open(out / f"seed{3 + k:06d}.png")))
+        # euler ends on x̂0 itself: clamped to ±0.05, every pixel lies within 0.05·127.5 of grey; unclamped not
+        assert np.abs(px.astype(float) - 127.5).max() <= 7 < np.abs(url_pixels(plain["images"][k]) - 127.5).max()
+
+
 def test_classifier_guidance_and_random_seed(tiny):
     res = tiny.server.run_job(
         "/api/generate",
@@ -211,6 +227,7 @@ def test_learn_pictures(tiny):
         ("/api/generate", {"run": "RUN", "cfg": "nan"}, "cfg must be a number"),
         ("/api/generate", {"run": "RUN", "sampler": "magic"}, "unknown sampler 'magic'"),
         ("/api/generate", {"run": "RUN", "cfg_interval": "5,1"}, "lo < hi"),
+        ("/api/generate", {"run": "RUN", "clip_x0": -1}, "clip_x0 must be a number in"),
         ("/api/generate", {"run": "/no/such/run"}, "does not exist"),
         ("/api/prepare", {"run": "RUN", "image": "data:image/png;base64,bm90IGFuIGltYWdl"}, "not a readable image"),
         ("/api/prepare", {"run": "RUN", "image": "data:image/png;base64,***"}, "not valid base64"),

@@ -4,8 +4,9 @@
 fails while the command line is parsed, with one line saying what is allowed. Counts (steps, samples, batch
 sizes) are bounded by MAX_COUNT, so a typo such as ``--steps 99999999999999999999`` is refused instead of
 starting a run that would never end. ``output_dir`` / ``output_file`` check an output path before any slow
-work: it must not name an existing file of the wrong kind and must be writable, so nothing computed is lost
-at the end and nothing already saved is overwritten by surprise.
+work: it must not name an existing file of the wrong kind and must be writable (tried with an empty file that
+is removed at once: permission bits do not stop root), so nothing computed is lost at the end and nothing
+already saved is overwritten by surprise.
 """
 
 from __future__ import annotations
@@ -84,6 +85,25 @@ def _check_can_create(path: Path, flag: str) -> None:
         raise NoisecraftError(f"{flag} {str(path)!r} cannot be created: {str(base)!r} is a file, not a folder")
     if not os.access(base, os.W_OK | os.X_OK):
         raise NoisecraftError(f"{flag} {str(path)!r} is not writable ({str(base)!r} is read-only): choose another")
+    why = _write_probe(base)
+    if why is not None:
+        raise NoisecraftError(f"{flag} {str(path)!r} is not writable ({str(base)!r}: {why}): choose another")
+
+
+def _write_probe(folder: Path) -> str | None:
+    """Why a file cannot be created in `folder` (by trying: an empty hidden file, removed at once), or None.
+
+    Permission bits do not tell: root writes into a chmod 555 folder, and os.access says yes to root for a
+    read-only mount's pseudo-folders (/proc) or an immutable folder, where the write itself fails."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".noisecraft-probe-")
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    os.close(fd)
+    os.unlink(name)
+    return None
 
 
 def output_file(path: str | os.PathLike, suffixes: tuple[str, ...], flag: str = "--out") -> Path:
@@ -140,3 +160,17 @@ def check_memory(need: int, what: str, fix: str) -> None:
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     """--device, the same on every command that runs a model (resolved by sampling.generate.resolve_device)."""
     parser.add_argument("--device", help="where to run: cpu, cuda, cuda:1, mps (default: cuda if present, else cpu)")
+
+
+def add_clip_argument(parser: argparse.ArgumentParser) -> None:
+    """--clip-x0 [R], the same on `sample` and `eval` (sampling.generate.clip_pixels), so eval scores what sample
+    saves with it."""
+    parser.add_argument(
+        "--clip-x0",
+        nargs="?",
+        const=1.0,
+        default=None,
+        type=positive_float,
+        metavar="R",
+        help="clamp each x̂0 to [-R, R] (default R=1: the pixel range); rescues a briefly trained ε-model",
+    )

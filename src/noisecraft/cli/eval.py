@@ -3,7 +3,8 @@
 The reference is a built-in dataset's test split (default: the run's data source) or, with --ref, any folder
 of images. Prints FD (with its 95 % bootstrap interval), KID, precision and recall with the protocol and the
 noise floor, and writes them as JSON. Samples are scored as `noisecraft sample` saves them: clamped to
-[-1, 1] and rounded to 8 bits.
+[-1, 1] and rounded to 8 bits (with --clip-x0 [R], each x̂0 clamped as `sample --clip-x0` does; --nll always
+scores the model itself).
 
 Examples:
   noisecraft eval runs/digits --num 1000 --sampler dpmpp_2m --steps 10
@@ -11,6 +12,7 @@ Examples:
   noisecraft eval --samples-dir my_samples/ --dataset fashion-mnist
   noisecraft eval --samples-dir my_samples/ --ref my_photos/    # two folders
   noisecraft eval runs/digits --num 500 --nll 200        # also NLL in bits/dim on 200 test images
+  noisecraft eval runs/digits --num 500 --clip-x0        # score what `sample --clip-x0` saves
   noisecraft eval runs/cifar --features inception --inception ~/weights/inception-2015-12-05.pt
   noisecraft eval runs/scenes-text --ref scenes-test/ --num 200 --prompt ""   # a text run in latent space
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from noisecraft.cli.args import add_device_argument, non_negative_int, positive_int
+from noisecraft.cli.args import add_clip_argument, add_device_argument, non_negative_int, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=250)
     add_device_argument(p)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+    add_clip_argument(p)
     p.add_argument("--no-floor", action="store_true", help="skip the noise floor")
     p.add_argument(
         "--nll",
@@ -80,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         raise NoisecraftError(f"--num must be at least 4, got {args.num}")
     if args.ref and args.dataset:
         raise NoisecraftError("give --dataset or --ref (a folder of reference images), not both")
+    if args.clip_x0 is not None and (args.samples_dir or not args.run_dir):
+        raise NoisecraftError("--clip-x0 clamps the x̂0 of a run's sampler: give a RUN_DIR, not --samples-dir")
     device = resolve_device(args.device)
     from noisecraft.cli.args import output_dir, output_file, write_guard
 
@@ -119,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         )
         out = Path(args.out or Path(args.samples_dir) / "eval.json")
     else:
+        from noisecraft.sampling.generate import clip_pixels
         from noisecraft.training.setup import sample_shape
 
         cond = None
@@ -128,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
         elif args.prompt is not None:
             raise NoisecraftError("--prompt needs a text-conditioned run (trained with --text)")
         torch.manual_seed(args.seed)
+        shown = clip_pixels(denoiser, args.clip_x0, cfg.data.latent, sample_shape(cfg))  # as `sample --clip-x0`
         result, _ = evaluate_denoiser(
-            denoiser,
+            shown,
             schedule,
             ref,
             extractor,
@@ -150,8 +157,11 @@ def run(args: argparse.Namespace) -> int:
         )
         if cond is not None:
             result.protocol.extra["prompt"] = args.prompt or ""
+        if args.clip_x0 is not None:
+            result.protocol.extra["clip_x0"] = args.clip_x0
         against = "ref-" + Path(args.ref).name if args.ref else args.split
-        name = f"eval-{args.sampler}-{args.steps}steps-n{args.num}-{against}.json"
+        clip = f"-clip{args.clip_x0:g}" if args.clip_x0 is not None else ""
+        name = f"eval-{args.sampler}-{args.steps}steps{clip}-n{args.num}-{against}.json"
         out = Path(args.out or Path(args.run_dir) / "eval" / name)
     if args.nll:
         if denoiser is None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from noisecraft.cli.args import add_device_argument, non_negative_int, positive_float, positive_int
+from noisecraft.cli.args import add_clip_argument, add_device_argument, non_negative_int, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,15 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=positive_int, default=64, help="samples per forward pass (results do not depend on it)"
     )
     p.add_argument("--raw", action="store_true", help="use the raw training weights instead of the EMA")
-    p.add_argument(
-        "--clip-x0",
-        nargs="?",
-        const=1.0,
-        default=None,
-        type=positive_float,
-        metavar="R",
-        help="clamp each x̂0 to [-R, R] (default R=1: the pixel range); rescues a briefly trained ε-model",
-    )
+    add_clip_argument(p)
     add_device_argument(p)
     p.add_argument("--out", default=None, help="output folder (default: RUN/generated; hub:user/name → generated/name)")
 
@@ -93,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.errors import check_choice
     from noisecraft.evaluation.plots import save_points
     from noisecraft.interop.pretrained import load_pretrained
-    from noisecraft.sampling.generate import decode_latents, generate, resolve_device
+    from noisecraft.sampling.generate import clip_pixels, decode_latents, generate, resolve_device
     from noisecraft.sampling.samplers import SAMPLERS
 
     check_choice("sampler", args.sampler, SAMPLERS)
@@ -131,14 +123,7 @@ def run(args: argparse.Namespace) -> int:
             sample_shape=model.shape,
         )
         labels = torch.full((args.num,), args.class_label, dtype=torch.long)
-    if args.clip_x0 is not None:
-        if model.latent is not None or len(model.shape) == 1:
-            from noisecraft.errors import NoisecraftError
-
-            raise NoisecraftError("--clip-x0 clamps pixels: this run generates latents or vectors, which have no range")
-        from noisecraft.core.denoiser import ClippedDenoiser
-
-        denoiser = ClippedDenoiser(denoiser, args.clip_x0).eval()  # around the guided x̂0, as diffusers clamps it
+    denoiser = clip_pixels(denoiser, args.clip_x0, model.latent, model.shape)  # around the guided x̂0, as diffusers
     seeds = list(range(args.seed, args.seed + args.num))
     x = generate(
         denoiser,

@@ -92,6 +92,8 @@ class EvalResult:
                 f"precision {n.precision:.3f}   recall {n.recall:.3f}"
             )
         how = f"sampler {p.sampler}, {p.steps} steps, seeds {p.seeds}" if p.sampler else f"samples from {p.source}"
+        if "clip_x0" in p.extra:  # eval --clip-x0, as sample --clip-x0
+            how += f", x̂0 clamped to ±{p.extra['clip_x0']:g}"
         lines.append(
             f"protocol: {p.num_samples} samples vs {p.num_reference} {p.dataset} {p.reference_split} images "
             f"at {p.resolution} px, "

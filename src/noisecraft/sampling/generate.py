@@ -103,3 +103,16 @@ def decode_latents(latent: str | None, x: Tensor, device: str | torch.device | N
 
     codec = load_codec(latent, device or "cpu")
     return torch.cat([codec.decode(x[i : i + 64]) for i in range(0, len(x), 64)])
+
+
+def clip_pixels(denoiser, clip_range: float | None, latent: str | None, shape: tuple[int, ...]):
+    """The denoiser with each x̂0 clamped to [−clip_range, clip_range] (core.denoiser.ClippedDenoiser) for
+    `sample --clip-x0`, `eval --clip-x0` and the studio alike; None: unchanged. Refused for a latent run or a
+    model of vectors (`shape` of one dimension): they have no pixel range."""
+    if clip_range is None:
+        return denoiser
+    if latent is not None or len(shape) == 1:
+        raise NoisecraftError("--clip-x0 clamps pixels: this run generates latents or vectors, which have no range")
+    from noisecraft.core.denoiser import ClippedDenoiser
+
+    return ClippedDenoiser(denoiser, clip_range).eval()

@@ -128,6 +128,7 @@ class Studio:
             cfg_rescale=p.float("cfg_rescale", 0.0, 0.0, 1.0),
             classifier=clf,
             classifier_scale=p.float("classifier_scale", 1.0, -100, 100),
+            clip_x0=p.float("clip_x0", None, 1e-6, 1e6),  # `sample --clip-x0 R`: each x̂0 clamped to [-R, R]
             prompt=p.text("prompt"),
             negative_prompt=p.text("negative_prompt") or "",
         )
@@ -152,13 +153,16 @@ class Studio:
         text = run_prompt_denoiser(
             m, prompts, num, g["negative_prompt"], g["cfg_scale"], g["cfg_interval"], g["cfg_rescale"], other, s["run"]
         )
+        from noisecraft.sampling.generate import clip_pixels
+
         if text is not None:  # the prompts the CLI encodes: the prompt, and the negative one under guidance
             negative = g["negative_prompt"] if g["cfg_scale"] is not None else ""
             said = [g["prompt"]] + ([negative] if negative else [])
-            return text[0], None, text[1], m.text_encoder.truncation_warnings(said)
+            den = clip_pixels(text[0], g.get("clip_x0"), m.latent, m.shape)
+            return den, None, text[1], m.text_encoder.truncation_warnings(said)
         den, label = self._guided(m, g)
         labels = None if label is None else torch.full((num,), label, dtype=torch.long)
-        return den, labels, None, []
+        return clip_pixels(den, g.get("clip_x0"), m.latent, m.shape), labels, None, []
 
     def _guided(self, m, g: dict[str, Any]):
         """The denoiser `noisecraft sample` runs for these guidance settings, and its class labels tensor or None."""
@@ -205,6 +209,8 @@ class Studio:
             cmd += ["--cfg-rescale", f"{g['cfg_rescale']:g}"]
         if g["classifier"]:
             cmd += ["--classifier", _q(g["classifier"]), "--classifier-scale", f"{g['classifier_scale']:g}"]
+        if g.get("clip_x0") is not None:
+            cmd += ["--clip-x0", f"{g['clip_x0']:g}"]
         if not s["ema"]:
             cmd.append("--raw")
         return " ".join(cmd)

@@ -57,7 +57,7 @@ function settings() {
     seed: val("seed"), num: val("num"), batch_size: val("batch"), class: text ? null : val("class"),
     cfg: val("cfg"), cfg_interval: val("cfg-interval"), cfg_rescale: val("cfg-rescale"),
     classifier: text ? null : $("classifier").value || null,
-    classifier_scale: val("classifier-scale"), raw: $("raw").checked,
+    classifier_scale: val("classifier-scale"), clip_x0: val("clip-x0"), raw: $("raw").checked,
   };
 }
 
