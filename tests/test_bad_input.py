@@ -8,7 +8,8 @@ the command line, a phrase the one-line message must contain). A new verb joins 
 Read-only folders: the suite runs as root, for whom permission bits do not stop a write, so "read-only" is
 simulated two ways that hold for root too: an output path whose parent is a FILE (the OS refuses to create a
 folder there), and ``os.access`` reporting the folder unwritable (what it reports to an ordinary user for a
-chmod 555 folder, or to anyone on a read-only mount).
+chmod 555 folder, or to anyone on a read-only mount). And one real one: /proc, where os.access tells root
+"writable" but no file can be created (the check tries to create one).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from noisecraft.cli.main import COMMANDS, main
 
 QUIET = ["--no-progress", "--set", "trackers=[]", "--set", "sample_every=0"]
 HUGE = "99999999999999999999"
+UNWRITABLE = "/proc/noisecraft-out"  # Linux: no file can be created in /proc, whoever asks
 
 
 @pytest.fixture(scope="module")
@@ -437,6 +439,41 @@ CASES: list[Case] = [
         lambda c: ["eval", str(c.img), "--num", "8", "--prompt", "a red bag", "--no-floor"],
         "--prompt needs a text-conditioned run",
         id="prompt-without-text",
+    ),
+    # ---- an output folder that really cannot be written, even by root: /proc (permission bits do not stop root,
+    # and os.access says yes to it there; the up-front check tries to create a file)
+    Case("train", lambda c: ["train", "--data", "toy:moons", "--out", UNWRITABLE], "not writable", id="proc-out"),
+    Case("sample", lambda c: ["sample", str(c.img), "--num", "2", "--out", UNWRITABLE], "not writable", id="proc-out"),
+    Case(
+        "edit",
+        lambda c: ["edit", "img2img", str(c.img), str(small_png(c.tmp / "a.png")), "--out", UNWRITABLE],
+        "not writable",
+        id="proc-out",
+    ),
+    Case("export", lambda c: ["export", str(c.img), UNWRITABLE], "not writable", id="proc-out"),
+    Case("eval", lambda c: ["eval", str(c.img), "--out", UNWRITABLE + ".json"], "not writable", id="proc-out"),
+    Case("show", lambda c: ["show", "schedules", "--out", UNWRITABLE + ".png"], "not writable", id="proc-out"),
+    Case(
+        "train-classifier",
+        lambda c: ["train-classifier", "--data", "digits", "--out", UNWRITABLE],
+        "not writable",
+        id="proc-out",
+    ),
+    Case("train-vae", lambda c: ["train-vae", "--out", UNWRITABLE], "not writable", id="proc-out"),
+    Case(
+        "train-classifier",
+        lambda c: ["train-classifier", "--data", "digits", "--out", str(_file(c))],
+        "is an existing file",
+        id="out-file",
+    ),
+    Case(
+        "train-vae", lambda c: ["train-vae", "--out", str(c.tmp / "none"), "--resume"], "nothing to resume", id="resume"
+    ),
+    Case(
+        "train-classifier",
+        lambda c: ["train-classifier", "--out", str(c.tmp / "none"), "--resume"],
+        "nothing to resume",
+        id="resume",
     ),
     # ---- the other verbs: the shared argument types
     Case("sweep", lambda c: ["sweep", str(c.img), "--steps", HUGE], "at most 1,000,000,000", id="steps-huge"),

@@ -3,6 +3,7 @@ a truncated newest checkpoint. (benchmarks/crash_resume.py kills real runs at ra
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -56,7 +57,7 @@ KILL_AT_FIRST_HEAVY_IMPORT = textwrap.dedent(
     sys.meta_path.insert(0, KillAtHeavyImport())
     from noisecraft.cli.main import main
 
-    main(["train", *sys.argv[2:], "--out", str(run)])
+    main([sys.argv[2], *sys.argv[3:], "--out", str(run)])
     """
 )
 
@@ -72,7 +73,7 @@ def test_a_run_killed_before_its_first_heavy_import_resumes_as_itself(via, refer
         cfg.write_text(capsys.readouterr().out)
         argv = ["--config", str(cfg), "--no-progress"]
     r = subprocess.run(
-        [sys.executable, "-c", KILL_AT_FIRST_HEAVY_IMPORT, str(run), *argv],
+        [sys.executable, "-c", KILL_AT_FIRST_HEAVY_IMPORT, str(run), "train", *argv],
         capture_output=True,
         text=True,
         env=env,
@@ -186,3 +187,128 @@ def test_checkpoint_problem_reads_headers_only_and_names_the_file(reference, tmp
     assert "ema.pt is a pickle file" in run_folder.checkpoint_problem(c)
     (c / "state.json").write_text('{"step": ')
     assert run_folder.checkpoint_problem(c).startswith("state.json is not valid JSON")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The classifier and autoencoder trainers run the same loop core (training.core.fit): the same guarantees.
+SMALL = {
+    "train-classifier": ["--data", "digits", "--resolution", "8", "--steps", "12", "--batch-size", "16",
+                         "--width", "4", "--checkpoint-every", "4", "--no-progress"],
+    "train-vae": ["--data", "digits", "--resolution", "8", "--channels", "1", "--steps", "12", "--batch-size", "8",
+                  "--set", "checkpoint_every=4", "--no-progress"],
+}  # fmt: skip
+FINAL = {"train-classifier": "classifier.safetensors", "train-vae": "vae/diffusion_pytorch_model.safetensors"}
+
+KILL_AT_UPDATE = textwrap.dedent(
+    """
+    import os, signal, sys
+    from noisecraft.training import core
+
+    real, calls = core.apply_update, [0]
+
+    def update(*a, **k):  # the process dies in the middle of optimiser step N (after its backward)
+        calls[0] += 1
+        if calls[0] == int(sys.argv[1]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*a, **k)
+
+    core.apply_update = update
+    from noisecraft.cli.main import main
+
+    main(sys.argv[2:])
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def small_reference(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("small")
+    for verb, argv in SMALL.items():
+        assert main([verb, *argv, "--out", str(root / verb)]) == 0
+    return {verb: root / verb for verb in SMALL}
+
+
+def _same_file_tensors(a: Path, b: Path) -> bool:
+    x, y = load_file(a), load_file(b)
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def _ends_like(run: Path, ref: Path, verb: str) -> None:
+    final = "checkpoints/step-00000012"
+    assert _same_weights(ref / final, run / final)  # weights, EMA and optimiser state
+    assert _same_file_tensors(ref / FINAL[verb], run / FINAL[verb])
+
+
+@pytest.mark.parametrize("verb", list(SMALL))
+def test_a_killed_classifier_or_autoencoder_run_resumes_bit_identically(verb, small_reference, tmp_path, capsys):
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run(
+        [sys.executable, "-c", KILL_AT_UPDATE, "7", verb, *SMALL[verb], "--out", str(run)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-00000004"]  # killed between checkpoints
+    assert main([verb, "--out", str(run), "--resume", "--no-progress"]) == 0  # the folder alone says what to run
+    assert "resuming from" in capsys.readouterr().out
+    _ends_like(run, small_reference[verb], verb)
+
+
+@pytest.mark.parametrize("verb", list(SMALL))
+def test_a_classifier_or_autoencoder_run_killed_at_launch_resumes_as_itself(verb, small_reference, tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run(
+        [sys.executable, "-c", KILL_AT_FIRST_HEAVY_IMPORT, str(run), verb, *SMALL[verb]],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert r.stdout.strip() == "['config.json']"  # the command line was recorded before torch was imported
+    assert main([verb, "--out", str(run), "--resume", "--no-progress"]) == 0
+    _ends_like(run, small_reference[verb], verb)
+    assert main([verb, "--out", str(tmp_path / "nothing"), "--resume"]) == 2  # no record: refused, one line
+
+
+@pytest.mark.parametrize("verb", list(SMALL))
+def test_sigterm_ends_the_step_saves_and_the_resume_is_bit_identical(verb, small_reference, tmp_path, monkeypatch):
+    import signal
+
+    from noisecraft.training import core
+
+    real, calls = core.apply_update, [0]
+
+    def update(*a, **k):
+        calls[0] += 1
+        if calls[0] == 6:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled: step 6 ends, is saved, and the run stops
+        return real(*a, **k)
+
+    monkeypatch.setattr(core, "apply_update", update)
+    run = tmp_path / "run"
+    assert main([verb, *SMALL[verb], "--out", str(run)]) == 128 + signal.SIGTERM
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-00000004", "step-00000006"]
+    monkeypatch.setattr(core, "apply_update", real)
+    assert main([verb, "--out", str(run), "--resume", "--no-progress"]) == 0
+    _ends_like(run, small_reference[verb], verb)
+
+
+def test_minutes_plans_the_classifier_run_and_the_plan_is_kept(tmp_path, monkeypatch):
+    from noisecraft.training import core
+
+    now, real = [0.0], core.apply_update
+
+    def update(*a, **k):  # every optimiser step takes exactly 1 s of the loop's clock
+        now[0] += 1.0
+        return real(*a, **k)
+
+    monkeypatch.setattr(core, "clock", lambda: now[0])
+    monkeypatch.setattr(core, "apply_update", update)
+    run = tmp_path / "run"
+    argv = [a for a in SMALL["train-classifier"]]
+    argv[argv.index("--steps") : argv.index("--steps") + 2] = ["--minutes", "0.5"]
+    assert main(["train-classifier", *argv, "--out", str(run)]) == 0
+    record = json.loads((run / "config.json").read_text())["args"]
+    steps = record["steps"]
+    assert record["minutes"] is None and steps == 30  # 30 s at 1 s a step (10 timed, 20 planned after them)
+    assert ckpt.latest_checkpoint(run).name == f"step-{steps:08d}"
+    assert json.loads((ckpt.latest_checkpoint(run) / "config.json").read_text())["args"]["steps"] == steps

@@ -132,11 +132,11 @@ def test_resume_with_a_different_model_or_data_is_refused(tmp_path):
 
 
 def test_resume_drops_log_lines_past_the_checkpoint_and_half_written_ones(tmp_path):
-    from noisecraft.training.loop import _truncate_log
+    from noisecraft.training.core import truncate_log
 
     log = tmp_path / "log.jsonl"
     log.write_text('{"step": 10, "loss": 1}\n{"step": 20, "loss": 0.5}\n{"step": 30, "loss": 0.4}\n{"step": 4')
-    _truncate_log(log, 20)
+    truncate_log(log, 20)
     assert log.read_text() == '{"step": 10, "loss": 1}\n{"step": 20, "loss": 0.5}\n'
 
 

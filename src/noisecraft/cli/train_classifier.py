@@ -3,11 +3,14 @@
 The classifier sees noisy images x0 + σ·ε with σ drawn from the diffusion model's training density, and is
 saved as OUT/classifier.safetensors + OUT/classifier.json. With --run, the data source, resolution, channels
 and schedule are taken from that run, so the classifier pairs with its model. A held-out split is scored
-at several noise levels and written to OUT/metrics.json.
+at several noise levels and written to OUT/metrics.json. The loop is the trainers' shared one
+(training.core.fit): OUT/config.json records the command line before anything slow, checkpoints are
+crash-safe, --resume continues a killed run bit for bit, --minutes plans the steps from a time budget.
 
 Examples:
   noisecraft train-classifier --data digits --resolution 8 --schedule edm --out runs/clf-digits
   noisecraft train-classifier --run runs/digits-cond --steps 3000 --out runs/clf-digits
+  noisecraft train-classifier --out runs/clf-digits --resume        # after Ctrl-C, a crash or kill -9
   noisecraft sample runs/digits --class 3 --classifier runs/clf-digits --classifier-scale 2
 """
 
@@ -33,14 +36,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=positive_int, default=32, help="channels of the first level")
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of images held out for accuracy")
     p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument(
+        "--minutes", type=positive_float, default=None, help="time budget instead of --steps (planned from timed steps)"
+    )
+    p.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (after Ctrl-C, a crash or kill -9)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
+    from noisecraft.cli import run_record
+
+    if not args.resume:
+        _check(args)
+    args = run_record.start(args, "classifier")  # OUT/config.json before anything slow; --resume reads it back
+    _check(args)
+    from noisecraft.training.interrupt import TrainingInterrupted
+
+    try:
+        with run_record.removed_if_refused(args):
+            model, images, labels, test, data = _train(args)
+    except TrainingInterrupted as e:
+        return run_record.stopped(e, args.out, "train-classifier")
+    out = model.save(args.out)
     import json
     from pathlib import Path
 
+    from noisecraft.models.classifier import holdout_accuracy
+
+    n_test = len(test)
+    metrics: dict = {"data": data.source, "train_images": len(images) - n_test, "test_images": n_test}
+    if n_test:
+        acc = holdout_accuracy(model, images[test], labels[test], seed=args.seed)
+        metrics["accuracy_by_sigma"] = {str(k): v for k, v in acc.items()}
+        print("held-out accuracy by noise level: " + ", ".join(f"σ={k:g}: {v:.3f}" for k, v in acc.items()))
+    (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"wrote {out / 'classifier.safetensors'} and classifier.json")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> None:
     from noisecraft.errors import NoisecraftError
 
     if args.width < 4:
@@ -50,11 +85,18 @@ def run(args: argparse.Namespace) -> int:
     if args.run is None and args.data is None:
         raise NoisecraftError("pass --data SOURCE (e.g. digits) or --run RUN_DIR")
 
+
+def _train(args: argparse.Namespace):
+    """(classifier, all images, labels, held-out indices, data config) of the run `args` describe."""
+    import dataclasses
+    import json
+
+    from noisecraft.cli import run_record
     from noisecraft.data.config import DataConfig
+    from noisecraft.errors import NoisecraftError
     from noisecraft.models.classifier import (
         ClassifierConfig,
         ClassifierTraining,
-        holdout_accuracy,
         holdout_split,
         load_labelled,
         train_classifier,
@@ -81,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
     images, labels, names = load_labelled(data)
     num_classes = int(labels.max()) + 1 if names is None else len(names)
     train, test = holdout_split(len(images), args.holdout, args.seed)
-    n_test = len(test)
     config = ClassifierConfig(
         resolution=images.shape[-1],
         channels=images.shape[1],
@@ -92,16 +133,15 @@ def run(args: argparse.Namespace) -> int:
         width=args.width,
         class_names=names,
     )
-    training = ClassifierTraining(steps=args.steps, batch=args.batch_size, lr=args.lr, seed=args.seed)
+    training = ClassifierTraining(
+        steps=args.steps, batch=args.batch_size, lr=args.lr, seed=args.seed, minutes=args.minutes,
+        checkpoint_every=args.checkpoint_every,
+    )  # fmt: skip
     print(f"training a {num_classes}-class noisy classifier on {len(train)} {data.source} images "
           f"({config.channels}x{config.resolution}x{config.resolution}, schedule {schedule})")  # fmt: skip
-    model = train_classifier(images[train], labels[train], config, training, progress=not args.no_progress)
-    out = model.save(args.out)
-    metrics: dict = {"data": data.source, "train_images": len(train), "test_images": n_test}
-    if n_test:
-        acc = holdout_accuracy(model, images[test], labels[test], seed=args.seed)
-        metrics["accuracy_by_sigma"] = {str(k): v for k, v in acc.items()}
-        print("held-out accuracy by noise level: " + ", ".join(f"σ={k:g}: {v:.3f}" for k, v in acc.items()))
-    (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"wrote {out / 'classifier.safetensors'} and classifier.json")
-    return 0
+    model = train_classifier(
+        images[train], labels[train], config, training, progress=not args.no_progress, out=args.out,
+        resume=args.resume, record=run_record.record_of(args, "classifier"),
+        on_plan=run_record.planned(args, "classifier"),
+    )  # fmt: skip
+    return model, images, labels, test, data

@@ -4,6 +4,10 @@ the data. The result, OUT/vae, is a diffusers folder that `noisecraft train --la
 Examples:
   noisecraft train-vae --data scenes --preset tiny-f4 --steps 2000 --out runs/vae-scenes
   noisecraft train-vae --data scenes --preset tiny-f8 --set kl_weight=1e-5 --out runs/vae-f8
+  noisecraft train-vae --out runs/vae-scenes --resume          # after Ctrl-C, a crash or kill -9
+
+The loop is the trainers' shared one (training.core.fit): OUT/config.json records the command line before
+anything slow, checkpoints are crash-safe, --resume continues a killed run bit for bit, --minutes plans the steps.
 """
 
 from __future__ import annotations
@@ -27,7 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="other config keys, e.g. kl_weight=1e-5 or data.scenes_size=4000",
     )
+    p.add_argument(
+        "--minutes", type=float, default=None, help="time budget instead of --steps (planned from timed steps)"
+    )
     p.add_argument("--out", default="runs/vae", help="output folder (OUT/vae is the diffusers AutoencoderKL)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (after Ctrl-C, a crash or kill -9)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -41,7 +49,7 @@ def resolve(args: argparse.Namespace):
     data = DataConfig(source=args.data, resolution=args.resolution, channels=args.channels)
     d: dict = dict(
         data=data, preset=args.preset, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        out_dir=args.out,
+        out_dir=args.out, minutes=args.minutes,
     )  # fmt: skip
     for item in args.set:
         key, sep, raw = item.partition("=")
@@ -63,10 +71,22 @@ def resolve(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from noisecraft.models.autoencoder import train_vae
+    from noisecraft.cli import run_record
 
-    cfg = resolve(args)
-    folder = train_vae(cfg, progress=not args.no_progress)
+    args = run_record.start(args, "vae")  # OUT/config.json before anything slow; --resume reads it back
+    from noisecraft.training.interrupt import TrainingInterrupted
+
+    try:
+        with run_record.removed_if_refused(args):  # a bad --set or preset leaves no record behind
+            from noisecraft.models.autoencoder import train_vae
+
+            cfg = resolve(args)
+            folder = train_vae(
+                cfg, progress=not args.no_progress, resume=args.resume, record=run_record.record_of(args, "vae"),
+                on_plan=run_record.planned(args, "vae"),
+            )  # fmt: skip
+    except TrainingInterrupted as e:
+        return run_record.stopped(e, args.out, "train-vae")
     print(f"done: autoencoder in {folder}")
     print(f"train on its latents: noisecraft train --data {cfg.data.source} --latent {cfg.out_dir} ...")
     return 0

@@ -16,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -186,11 +184,14 @@ class VAEConfig:
     seed: int = 0
     scale_items: int = 1024
     log_every: int = 50
+    warmup_steps: int = 100
+    checkpoint_every: int = 500
+    minutes: float | None = None  # a time budget instead of `steps` (planned from the first timed steps)
     out_dir: str = "runs/vae"
 
     def __post_init__(self) -> None:
         check_choice("vae preset", self.preset, VAE_PRESETS)
-        for name in ("steps", "batch_size", "scale_items", "log_every"):
+        for name in ("steps", "batch_size", "scale_items", "log_every", "checkpoint_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise NoisecraftError(f"{name} must be a positive integer, got {v!r}")
@@ -235,15 +236,17 @@ def psnr(x: Tensor, y: Tensor) -> Tensor:
     return 10 * torch.log10(4.0 / mse.clamp(min=1e-12))
 
 
-def train_vae(cfg: VAEConfig, progress: bool = True, say=print) -> Path:
+def train_vae(
+    cfg: VAEConfig, progress: bool = True, say=print, resume: bool = False, record: dict | None = None, on_plan=None
+) -> Path:
     """Train the autoencoder of `cfg` and write OUT/vae (diffusers folder, with the scaling factor), OUT/vae.json
-    (this config) and OUT/log.jsonl. Returns the vae folder. (Short runs: no resume; the folder appears whole.)"""
+    (this config), and the run folder of training.core.fit (OUT/config.json, log.jsonl, checkpoints/), which
+    `resume` continues. Returns the vae folder. record / on_plan: what OUT/config.json holds (default: cfg)."""
     import shutil
-
-    from tqdm.auto import tqdm
 
     from noisecraft.data.datasets import make_dataset
     from noisecraft.training.checkpoint import write_text_atomic
+    from noisecraft.training.core import LoopSettings, fit
 
     out = Path(cfg.out_dir)
     if (out / "vae" / "config.json").is_file():
@@ -255,26 +258,20 @@ def train_vae(cfg: VAEConfig, progress: bool = True, say=print) -> Path:
     torch.manual_seed(cfg.seed)
     vae = build_vae(cfg.preset, xs.shape[1], xs.shape[-1])
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, fused=True)
-    g = torch.Generator().manual_seed(cfg.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "log.jsonl", "w")  # closed below
-    t0 = time.perf_counter()
-    for step in tqdm(range(cfg.steps), disable=not progress, desc="train-vae"):
-        lr = cfg.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        for group in opt.param_groups:
-            group["lr"] = lr
+
+    def loss_fn(step: int, g: torch.Generator) -> tuple[Tensor, int]:
         idx = torch.randint(n, (cfg.batch_size,), generator=g)
-        loss = vae_loss(vae, xs[idx], cfg.kl_weight, g).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            rec = {"step": step + 1, "loss": loss.item(), "lr": lr, "s": time.perf_counter() - t0}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-    log.close()
+        return vae_loss(vae, xs[idx], cfg.kl_weight, g), cfg.batch_size  # (B,)
+
+    settings = LoopSettings(
+        steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, grad_clip=1.0, log_every=cfg.log_every,
+        checkpoint_every=cfg.checkpoint_every, keep_last=2, minutes=cfg.minutes, seed=cfg.seed,
+    )  # fmt: skip
+    record = record or {"trainer": "vae", "config": cfg.to_dict()}
+    fit(out, vae, opt, loss_fn, settings, record, resume=resume, progress=progress, desc="train-vae",
+        on_plan=on_plan, say=say)  # fmt: skip
     vae.eval()
+    g = torch.Generator().manual_seed(cfg.seed)
     sub = xs[torch.randperm(n, generator=g)[: cfg.scale_items]]
     vae.register_to_config(scaling_factor=scaling_factor(vae, sub))
     with torch.no_grad():

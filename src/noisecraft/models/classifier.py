@@ -24,7 +24,6 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from noisecraft.core.denoiser import batch_sigma
-from noisecraft.core.lr_schedule import warmup_cosine
 from noisecraft.core.schedules import SCHEDULES, Schedule, make_schedule
 from noisecraft.errors import NoisecraftError, check_choice
 from noisecraft.models.mlp import FourierEmbedding
@@ -192,7 +191,7 @@ def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> N
 # ----------------------------------------------------------------------------------------------------------
 @dataclass
 class ClassifierTraining:
-    """Optimisation settings of ``train_classifier``."""
+    """Optimisation settings of ``train_classifier`` (the loop is training.core.fit's)."""
 
     steps: int = 2000
     batch: int = 128
@@ -200,9 +199,12 @@ class ClassifierTraining:
     warmup_steps: int = 100
     weight_decay: float = 0.05
     seed: int = 0
+    minutes: float | None = None  # a time budget instead of `steps` (planned from the first timed steps)
+    checkpoint_every: int = 500
+    log_every: int = 50
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch"):
+        for name in ("steps", "batch", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise NoisecraftError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup_steps < 0:
@@ -225,6 +227,10 @@ def train_classifier(
     training: ClassifierTraining | None = None,
     progress: bool = True,
     log: list[float] | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    record: dict[str, Any] | None = None,
+    on_plan=None,
 ) -> NoisyClassifier:
     """Train a NoisyClassifier with cross-entropy on noisy images (Dhariwal & Nichol 2021, Sec. 4).
 
@@ -232,10 +238,15 @@ def train_classifier(
         images: (N, C, H, W) clean training images in [−1, 1].
         labels: (N,) int labels in 0..num_classes−1.
         config: the classifier's config (its schedule gives the σ density).
-        training: steps, batch, lr, weight decay, seed.
+        training: steps (or minutes), batch, lr, weight decay, seed, checkpoint cadence.
         log: if given, the per-step losses are appended to it.
+        out: the run folder of training.core.fit (checkpoints, log.jsonl, config.json), which `resume`
+            continues; None: a temporary one. record: what its config.json holds (default: both configs);
+            on_plan(steps): that record once a time budget is planned into `steps`.
     """
-    from tqdm.auto import tqdm
+    import tempfile
+
+    from noisecraft.training.core import LoopSettings, fit
 
     training = training or ClassifierTraining()
     images, labels = torch.as_tensor(images, dtype=torch.float32), torch.as_tensor(labels).long()
@@ -244,24 +255,27 @@ def train_classifier(
     if labels.shape != (images.shape[0],) or labels.min() < 0 or labels.max() >= config.num_classes:
         raise NoisecraftError(f"labels must be (N,) integers in 0..{config.num_classes - 1}")
     torch.manual_seed(training.seed)
-    g = torch.Generator().manual_seed(training.seed)
     schedule = config.build_schedule()
     model = NoisyClassifier(config)
     opt = torch.optim.AdamW(model.parameters(), lr=training.lr, weight_decay=training.weight_decay)
-    bar = tqdm(range(training.steps), desc="train classifier", disable=not progress)
-    for i in bar:
-        for group in opt.param_groups:
-            group["lr"] = warmup_cosine(i, training.lr, training.steps, training.warmup_steps)
+
+    def loss_fn(step: int, g: torch.Generator) -> tuple[Tensor, int]:
         idx = torch.randint(0, images.shape[0], (training.batch,), generator=g)
         x, sigma = noisy_batch(images[idx], schedule, g)  # (B, C, H, W), (B,)
-        loss = F.cross_entropy(model(x, sigma), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        losses = F.cross_entropy(model(x, sigma), labels[idx], reduction="none")  # (B,)
         if log is not None:
-            log.append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    opt.zero_grad(set_to_none=True)
+            log.append(losses.mean().item())
+        return losses, training.batch
+
+    t = training
+    settings = LoopSettings(
+        steps=t.steps, lr=t.lr, warmup_steps=t.warmup_steps, grad_clip=None, log_every=t.log_every,
+        checkpoint_every=t.checkpoint_every, keep_last=2, minutes=t.minutes, seed=t.seed,
+    )  # fmt: skip
+    record = record or {"trainer": "classifier", "config": config.to_dict(), "training": dataclasses.asdict(t)}
+    with tempfile.TemporaryDirectory(prefix="noisecraft-clf-") as tmp:
+        fit(out or tmp, model, opt, loss_fn, settings, record, resume=resume, progress=progress,
+            desc="train classifier", on_plan=on_plan, say=print if progress or out else lambda *_: None)  # fmt: skip
     return model.eval()
 
 

@@ -3,8 +3,10 @@
 Per optimiser step: set the learning rate (warm-up + cosine), run grad_accum micro-batches (each process
 takes its own disjoint shard of the seeded data stream), clip, skip the step if the gradient is not finite
 (abort after max_bad_steps in a row), step AdamW, update the EMA; then log, draw a sample grid and write an
-atomic checkpoint at their cadences. Everything a resumed run needs is a function of the checkpoint, so a
-run killed at any moment and resumed ends at the same weights, bit for bit.
+atomic checkpoint at their cadences. The step's update, the checkpoints, the resume and the log are the
+pieces of training.core, the loop core the classifier and autoencoder trainers run too. Everything a resumed
+run needs is a function of the checkpoint, so a run killed at any moment and resumed ends at the same
+weights, bit for bit.
 
 Settings left "auto" are chosen first (noisecraft.training.defaults). With a time budget (cfg.minutes) the
 first CALIBRATION_STEPS steps are timed (inside the warm-up, whose learning rate does not depend on the run's
@@ -33,6 +35,14 @@ from noisecraft.core.losses import DenoisingLoss
 from noisecraft.errors import NoisecraftError
 from noisecraft.training import checkpoint as ckpt
 from noisecraft.training.config import TrainConfig
+from noisecraft.training.core import (
+    append_log,
+    apply_update,
+    restore_checkpoint,
+    save_checkpoint,
+    set_lr,
+    truncate_log,
+)
 from noisecraft.training.defaults import (
     WARMUP_MAX,
     adopt_saved,
@@ -150,13 +160,14 @@ def train(
 
     def save(step: int) -> None:
         counters = {"bad_steps": bad, "bad_steps_total": bad_total, "data_items": source.n}
-        _save(acc, out, step, denoiser, ema, opt, g, cfg, counters)
+        save_checkpoint(out, step, denoiser, ema, opt, g, cfg.to_dict(), counters, cfg.keep_last,
+                        rank=rank, barrier=acc.wait_for_everyone)  # fmt: skip
 
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         ckpt.remove_leftovers(out)  # half-written or half-deleted checkpoint folders of a killed run
         ckpt.write_text_atomic(out / "config.json", cfg.to_json())
-        _truncate_log(out / "log.jsonl", start)
+        truncate_log(out / "log.jsonl", start)
     acc.init_trackers("noisecraft")
     batches = source.batches(start)
     planned = budget is None
@@ -173,8 +184,7 @@ def train(
         for step in itertools.count(start):
             if step >= cfg.steps:
                 break
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, o, cfg.steps)
+            set_lr(opt, lr_at(step, o, cfg.steps))
             loss_sum = torch.zeros((), device=acc.device)
             seen: list[int] = []
             for m in range(o.grad_accum):
@@ -193,13 +203,10 @@ def train(
                     acc.backward(loss / o.grad_accum)
                 loss_sum += loss.detach() / o.grad_accum
             gnorm = acc.clip_grad_norm_(denoiser.parameters(), o.grad_clip or math.inf)
-            if torch.isfinite(torch.as_tensor(gnorm)):  # gradients are all-reduced: every process agrees
-                opt.step()
-                ema.update(denoiser, cfg.batch_size)
+            if apply_update(opt, gnorm, ema, denoiser, cfg.batch_size):  # all-reduced gradients: every process agrees
                 bad = 0
             else:
                 bad, bad_total = bad + 1, bad_total + 1
-            opt.zero_grad(set_to_none=True)
             if bad >= cfg.max_bad_steps:
                 keep = ckpt.latest_checkpoint(out)
                 raise NoisecraftError(
@@ -257,8 +264,7 @@ def train(
                 bar.set_postfix(loss=f"{loss_val:.4f}", img_s=f"{rate:.0f}", refresh=False)
                 acc.log({k: v for k, v in rec.items() if k != "step"}, step=done)
                 if acc.is_main_process:
-                    with open(out / "log.jsonl", "a") as f:
-                        f.write(json.dumps(rec) + "\n")
+                    append_log(out / "log.jsonl", rec)
             t_side = time.perf_counter()  # previews, evaluations and checkpoints do not count in images/s
             if planned and cfg.sample_every and (done % cfg.sample_every == 0 or final) and acc.is_main_process:
                 try:  # a failing preview must never cost a run its progress
@@ -310,44 +316,10 @@ def _agree(acc, value: int) -> int:
     return int(broadcast(torch.tensor([int(value)], device=acc.device), from_process=0).item())
 
 
-def _save(acc, out: Path, step: int, denoiser, ema: EMA, opt, g, cfg: TrainConfig, counters: dict) -> None:
-    tmp = ckpt.prepare_checkpoint(out, step)
-    acc.wait_for_everyone()
-    ckpt.write_rank_state(tmp, acc.process_index, g)
-    if acc.is_main_process:
-        state = {"step": step, "ema_steps": ema.steps, "ema_images": ema.images, **counters}
-        ckpt.write_main_state(
-            tmp, model=denoiser, ema_model=ema.model, optimizer=opt, state=state, config=cfg.to_dict()
-        )
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        ckpt.commit_checkpoint(tmp, cfg.keep_last)
-    acc.wait_for_everyone()
-
-
 def _restore(path: Path, denoiser, ema: EMA, opt, g, rank: int) -> tuple[int, int, int, int | None]:
     """Load a checkpoint into the run's objects: (step, bad steps in a row, bad steps in all, data items)."""
-    state = ckpt.read_state(path)
-    denoiser.load_state_dict(ckpt.load_tensors(path / "model.safetensors"))
-    ema.model.load_state_dict(ckpt.load_tensors(path / "ema.safetensors"))
-    ema.steps, ema.images = state["ema_steps"], state["ema_images"]
-    ckpt.optimizer_from_files(opt, ckpt.load_tensors(path / "optimizer.safetensors"), state["optimizer"])
-    ckpt.restore_rank_state(path, rank, g)
+    state = restore_checkpoint(path, denoiser, ema, opt, g, rank)
     return state["step"], state["bad_steps"], state["bad_steps_total"], state.get("data_items")
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """After a crash the log may run past the checkpoint we resume from (or end in a half-written line): keep
-    only the complete records up to `step`."""
-    if path.exists():
-        keep = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= step:
-                    keep.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-        ckpt.write_text_atomic(path, "".join(ln + "\n" for ln in keep))
 
 
 _HELDOUT: dict[str, object] = {}  # the folder evaluation of the current run (reference features, floor)
