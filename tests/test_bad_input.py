@@ -101,6 +101,17 @@ def bomb_png(path: Path, side: int) -> Path:
     return path
 
 
+def sr_run(ctx: Ctx) -> Path:
+    """A 2-step upsampler from 4x4 to 8x8 digits."""
+    out = ctx.tmp / "sr"
+    argv = ["train", "--data", "digits", "--resolution", "8", "--upsample-from", "4", "--steps", "2", "--batch-size",
+            "4", "--model-preset", "nano", "--set", 'model.net_kwargs={"block_out_channels": [8, 8], '
+            '"down_block_types": ["DownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "UpBlock2D"], '
+            '"norm_num_groups": 4}', "--out", str(out), *QUIET]  # fmt: skip
+    assert main(argv) == 0
+    return out
+
+
 def small_png(path: Path) -> Path:
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)).save(path)
     return path
@@ -474,6 +485,34 @@ CASES: list[Case] = [
         lambda c: ["train-classifier", "--out", str(c.tmp / "none"), "--resume"],
         "nothing to resume",
         id="resume",
+    ),
+    # ---- upscale (a cascade's upsampler)
+    Case(
+        "upscale",
+        lambda c: ["upscale", str(c.extra["sr"]), str(small_png(c.tmp / "a.png"))],  # 8x8 for a 4 → 8 upsampler
+        "the upsampler takes 4x4 images",
+        lambda c: c.extra.update(sr=sr_run(c)),
+        id="wrong-size",
+    ),
+    Case(
+        "upscale",
+        lambda c: ["upscale", str(c.img), str(small_png(c.tmp / "a.png"))],
+        "not a super-resolution run",
+        id="not-sr",
+    ),
+    Case(
+        "upscale",
+        lambda c: ["upscale", str(c.extra["sr"]), str(bomb_png(c.tmp / "bomb.png", 30000))],
+        "too large",
+        lambda c: c.extra.update(sr=sr_run(c)),
+        id="bomb",
+    ),
+    Case(
+        "sample",
+        lambda c: ["sample", str(c.img), "--num", "2", "--upscale", str(c.extra["sr"])],
+        "takes 1x4x4 images",
+        lambda c: c.extra.update(sr=sr_run(c)),
+        id="upscale-wrong-size",
     ),
     # ---- the other verbs: the shared argument types
     Case("sweep", lambda c: ["sweep", str(c.img), "--steps", HUGE], "at most 1,000,000,000", id="steps-huge"),

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("noisecraft.cli.demo", "train a small model on a built-in dataset and draw what it learned"),
     "train": ("noisecraft.cli.train", "train a diffusion model from a run config; crash-proof, resumable"),
     "sample": ("noisecraft.cli.sample", "draw samples from a trained run: PNGs and a grid, one seed per image"),
+    "upscale": ("noisecraft.cli.upscale", "super-resolve images with a cascade's upsampler (train --upsample-from)"),
     "export": ("noisecraft.cli.export", "export a run as a diffusers pipeline folder (optionally push to the Hub)"),
     "eval": ("noisecraft.cli.eval", "score a run or a folder of samples: FD, KID, precision/recall, NLL"),
     "show": ("noisecraft.cli.show", "draw the pictures of diffusion: schedules, forward process, trajectories, ..."),

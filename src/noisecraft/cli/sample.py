@@ -14,6 +14,7 @@ Examples:
   noisecraft sample hub:google/ddpm-cifar10-32 --steps 50 --out cifar   # a diffusers model from the hub
   noisecraft sample runs/scenes --prompt "a red bag on the left" --negative-prompt "" --cfg 5 --num 8
   noisecraft sample runs/scenes --prompts prompts.txt --cfg 3       # one image per line (prompts.txt beside them)
+  noisecraft sample runs/base16 --upscale runs/sr16to32 --aug 0.1   # a cascade: 16 px base, then 16 → 32
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--raw", action="store_true", help="use the raw training weights instead of the EMA")
     add_clip_argument(p)
+    c = p.add_argument_group("cascade (see docs/cascade.md)")
+    c.add_argument(
+        "--upscale",
+        action="append",
+        default=[],
+        metavar="SR_RUN",
+        help="then super-resolve the samples with this upsampler run (train --upsample-from); repeat for more stages",
+    )
+    from noisecraft.cli.upscale import add_cascade_arguments
+
+    add_cascade_arguments(c)
     add_device_argument(p)
     p.add_argument("--out", default=None, help="output folder (default: RUN/generated; hub:user/name → generated/name)")
 
@@ -124,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         )
         labels = torch.full((args.num,), args.class_label, dtype=torch.long)
     denoiser = clip_pixels(denoiser, args.clip_x0, model.latent, model.shape)  # around the guided x̂0, as diffusers
+    stages = _stages(args, model.shape, device)  # checked before the base samples are drawn
     seeds = list(range(args.seed, args.seed + args.num))
     x = generate(
         denoiser,
@@ -138,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         cond=extra,
     )
     x = decode_latents(model.latent, x, device)  # a latent run: decoded at the end (models/autoencoder.py)
+    x = _cascade(x, stages, args, seeds)
     with write_guard(out):
         out.mkdir(parents=True, exist_ok=True)
         if x.ndim == 2:
@@ -152,6 +166,42 @@ def run(args: argparse.Namespace) -> int:
         grid = save_grid(x, out / "grid.png")
     print(f"wrote {args.num} images seed{seeds[0]:06d}.png .. seed{seeds[-1]:06d}.png and {grid}")
     return 0
+
+
+def _stages(args: argparse.Namespace, shape: tuple[int, ...], device) -> list:
+    """The --upscale runs, loaded and checked to chain from the base's sample `shape` before any sampling."""
+    from noisecraft.errors import NoisecraftError
+    from noisecraft.models.upsampler import SRNet
+    from noisecraft.training.checkpoint import load_run
+
+    stages = []
+    if args.upscale and len(shape) != 3:
+        raise NoisecraftError("--upscale needs an image model as the base; this run draws vectors")
+    for stage in args.upscale:
+        den, sched, cfg = load_run(stage, ema=not args.raw, device=device)
+        if not isinstance(getattr(den, "net", None), SRNet):
+            raise NoisecraftError(f"--upscale {stage} is not a super-resolution run (train --upsample-from N)")
+        m = cfg.model
+        if tuple(shape) != (m.channels, m.upsample_from, m.upsample_from):
+            raise NoisecraftError(
+                f"--upscale {stage} takes {m.channels}x{m.upsample_from}x{m.upsample_from} images, the stage before "
+                f"makes {'x'.join(map(str, shape))}: chain stages whose resolutions meet"
+            )
+        stages.append((den, sched))
+        shape = (m.channels, m.resolution, m.resolution)
+    return stages
+
+
+def _cascade(x, stages: list, args: argparse.Namespace, seeds: list[int]):
+    """The base samples x (N, C, h, w) through each --upscale stage in turn (sampler, steps and seeds as for the
+    base; quantised to 8 bits between stages, as `upscale` reads saved PNGs)."""
+    from noisecraft.data.io import quantise
+    from noisecraft.models.upsampler import upscale
+
+    for den, sched in stages:
+        x = upscale(den, sched, quantise(x), seeds, aug_sigma=args.aug, sampler=args.sampler, steps=args.steps,
+                    batch_size=args.batch_size)  # fmt: skip
+    return x
 
 
 def _read_prompts(args: argparse.Namespace) -> list[str] | None:

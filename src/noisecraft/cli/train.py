@@ -14,6 +14,7 @@ Examples:
   noisecraft train --data icons/ --resolution 32 --background black --out runs/icons   # transparency onto black
   noisecraft train --data digits --resolution 16 --steps 2000 --out runs/digits
   noisecraft train --data toy:swissroll --steps 3000 --out runs/roll          # 2-D toy: MLP chosen for you
+  noisecraft train --data fashion-mnist --resolution 32 --upsample-from 16 --out runs/sr   # a cascade's upsampler
   noisecraft train --config cfg.json --set optim.lr=3e-4 --set ema.half_life_images=5000 --dry-run
   noisecraft train --out runs/digits --resume                                  # after Ctrl-C, a crash or kill -9
   noisecraft train --config configs/guide-butterflies.json                     # the guide's pipeline (hub, GPU)
@@ -60,6 +61,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--background",
         help="colour that transparent pixels are composited onto: white (default), black, a name, #rrggbb or R,G,B",
+    )
+    p.add_argument(
+        "--upsample-from",
+        type=positive_int,
+        help="train a cascade's super-resolution stage from this lower resolution to --resolution (e.g. 16 → 32)",
     )
     p.add_argument("--batch-size", type=positive_int, help="global batch per optimiser step")
     p.add_argument("--lr", type=positive_float, help="peak learning rate")
@@ -130,6 +136,8 @@ def resolve_config(args: argparse.Namespace):
     ):
         if getattr(args, flag) is not None:
             d["model"][key] = getattr(args, flag)
+    if getattr(args, "upsample_from", None) is not None:
+        d["model"]["upsample_from"] = args.upsample_from
     for flag in ("resolution", "channels"):
         if getattr(args, flag) is not None:
             d["data"][flag] = d["model"][flag] = getattr(args, flag)
@@ -296,5 +304,10 @@ def run(args: argparse.Namespace) -> int:
         from noisecraft.training.checkpoint import read_state
 
         print(f"done: {read_state(last)['step']} steps; checkpoint {last}")
-        print(f"sample it: noisecraft sample {cfg.out_dir} --num 16")
+        if cfg.model.upsample_from:  # a cascade's upsampler samples from low-resolution images
+            print(
+                f"use it: noisecraft upscale {cfg.out_dir} IMAGE.png, or noisecraft sample BASE --upscale {cfg.out_dir}"
+            )
+        else:
+            print(f"sample it: noisecraft sample {cfg.out_dir} --num 16")
     return 0

@@ -62,6 +62,8 @@ class ModelConfig:
         text_layout: how cond-unet reads the text: "noisecraft" (padding masked out of cross-attention, the
             pooled vector added to the time embedding) or "sd" (as Stable Diffusion: cross-attention over every
             token, padding included, no pooled vector; what ``export --format sd`` needs).
+        upsample_from: > 0 makes a super-resolution U-Net conditioned on the image at this lower resolution
+            (models/upsampler.py, a cascade's second stage); aug_max: its training augmentation levels U(0, aug_max).
     """
 
     arch: str = "unet"
@@ -77,6 +79,8 @@ class ModelConfig:
     net_kwargs: dict[str, Any] = field(default_factory=dict)
     text_dim: int = 0
     text_layout: str = "noisecraft"
+    upsample_from: int = 0
+    aug_max: float = 0.5
 
     def __post_init__(self) -> None:
         check_choice("arch", self.arch, ARCHS)
@@ -101,6 +105,15 @@ class ModelConfig:
                 raise NoisecraftError(f"{name} must be a mapping of keyword arguments")
             # tuples become lists, as JSON would make them, so a config equals its own round trip
             setattr(self, name, {k: list(v) if isinstance(v, tuple) else v for k, v in getattr(self, name).items()})
+        if self.upsample_from:
+            if self.arch != "unet" or self.num_classes or self.text_dim:
+                raise NoisecraftError("a super-resolution model (upsample_from) is an unconditional unet (--arch unet)")
+            if not 1 <= self.upsample_from < self.resolution or self.resolution % self.upsample_from:
+                raise NoisecraftError(
+                    f"upsample_from {self.upsample_from} must be a smaller divisor of the resolution {self.resolution}"
+                )
+            if not (isinstance(self.aug_max, int | float) and 0 <= self.aug_max < 100):
+                raise NoisecraftError(f"aug_max must be a number in [0, 100), got {self.aug_max!r}")
         if self.resolved_noise_input == "t" and self.schedule == "edm":
             raise NoisecraftError("noise_input 't' with the edm schedule is σ itself; use noise_input 'log_sigma'")
 
@@ -164,6 +177,12 @@ def build_net(cfg: ModelConfig) -> nn.Module:
     """The bare network F(x_in, c_noise, class_labels=None) for `cfg`."""
     if cfg.preset == "auto":
         cfg = dataclasses.replace(cfg, preset=auto_preset(cfg.arch, cfg.resolution))
+    if cfg.arch == "unet" and cfg.upsample_from:  # a cascade's super-resolution stage
+        from noisecraft.models.upsampler import build_sr_unet
+
+        return build_sr_unet(
+            cfg.preset, cfg.resolution, cfg.channels, cfg.upsample_from, cfg.resolved_sigma_data, **cfg.net_kwargs
+        )
     if cfg.arch == "unet":
         from noisecraft.models.unet import build_unet
 

@@ -180,6 +180,9 @@ def train(
     t_log, step_log = time.perf_counter(), start
     t_calib = None
     null = cfg.model.num_classes
+    previews = not cfg.model.upsample_from  # an upsampler has no preview grid or periodic FD (it needs low images)
+    if cfg.model.upsample_from:
+        from noisecraft.models.upsampler import training_condition
     with StopRequest() as stop:
         for step in itertools.count(start):
             if step >= cfg.steps:
@@ -197,6 +200,8 @@ def train(
                     cond["class_labels"] = drop_labels(batch["label"].to(acc.device), cfg.label_dropout, null, g)
                 if text is not None:
                     cond.update(text(idx, g))
+                if cfg.model.upsample_from:  # a cascade's upsampler: its augmented low image (models/upsampler.py)
+                    cond.update(training_condition(x0, cfg.model.upsample_from, cfg.model.aug_max, g))
                 sync = contextlib.nullcontext() if m == o.grad_accum - 1 else acc.no_sync(loss_mod)
                 with sync, acc.autocast():
                     loss = loss_mod(x0, g, **cond).float().mean()
@@ -266,12 +271,24 @@ def train(
                 if acc.is_main_process:
                     append_log(out / "log.jsonl", rec)
             t_side = time.perf_counter()  # previews, evaluations and checkpoints do not count in images/s
-            if planned and cfg.sample_every and (done % cfg.sample_every == 0 or final) and acc.is_main_process:
+            if (
+                planned
+                and previews
+                and cfg.sample_every
+                and (done % cfg.sample_every == 0 or final)
+                and acc.is_main_process
+            ):
                 try:  # a failing preview must never cost a run its progress
                     _sample_grid(cfg, ema.model, schedule, out / "samples" / f"step-{done:08d}.png", text)
                 except Exception as e:
                     acc.print(f"warning: sample grid at step {done} failed ({type(e).__name__}: {e}); training goes on")
-            if planned and cfg.eval_every and (done % cfg.eval_every == 0 or final) and acc.is_main_process:
+            if (
+                planned
+                and previews
+                and cfg.eval_every
+                and (done % cfg.eval_every == 0 or final)
+                and acc.is_main_process
+            ):
                 _periodic_eval(cfg, ema.model, schedule, done, out, acc, None if text is None else text.encoder)
             if planned and (done % cfg.checkpoint_every == 0 or final):
                 save(done)
