@@ -9,8 +9,13 @@
 # evaluation and editing on the GPU (every sampler on CUDA against the same seeds on the CPU; `sample`, `eval`
 # and `edit` with --device cuda), then prints the throughput tables (ours, the guide's reference loop, the
 # bare-step floor) for two model sizes; all output is also written under $OUT. `--smoke` stops after the smoke
-# tests. (Written without a GPU at hand: the CPU suite covers placement with meta tensors,
-# tests/test_device_placement.py; this script is what a session with a GPU runs.)
+# tests (about 2 minutes on a GPU: run(command="bash benchmarks/device_throughput.sh --smoke", carry=[".whl"],
+# timeout_s=300)).
+#
+# The same script end to end without a GPU, at a tiny size, with this checkout's .venv (no .whl needed):
+#     DEVICE=cpu bash benchmarks/device_throughput.sh --smoke        # about 2-4 CPU minutes
+# (tests/test_device_script.py runs it so, marked slow; the CPU suite covers placement with meta tensors,
+# tests/test_device_placement.py.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,60 +28,75 @@ if [ "${1:-}" = "--fetch" ]; then
     exit 0
 fi
 
-OUT="${OUT:-/tmp/noisecraft-device}"
+DEVICE="${DEVICE:-cuda}"
+OUT="${OUT:-/tmp/noisecraft-device-$DEVICE}"
+RUN="${RUN_DIR:-/tmp/nc-demo-$DEVICE}"
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH="/tmp/site:$PWD/src" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" | tee "$OUT/device.txt"
+if [ "$DEVICE" = "cpu" ]; then  # this checkout's environment, tiny sizes: the script's path, not its numbers
+    PY="${PYTHON:-$PWD/.venv/bin/python}"
+    STEPS=20 NUM=16 EVAL_NUM=32 NLL=4
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+else
+    PY="${PYTHON:-python3}"
+    STEPS=300 NUM=64 EVAL_NUM=500 NLL=50
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+fi
+export PYTHONPATH="/tmp/site:$PWD/src" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 DEVICE
+"$PY" -c "import os, torch; d = os.environ['DEVICE']
+print(torch.__version__, torch.cuda.get_device_name() if d.startswith('cuda') else d)" | tee "$OUT/device.txt"
 
-# the trainer on the GPU: a short demo run and its sample grid (resume exactness is tested on CPU)
-rm -rf /tmp/nc-demo
-python3 -m noisecraft.cli.main train --config configs/demo-digits.json --steps 300 --out /tmp/nc-demo \
-    --no-progress --set sample_every=300 2>&1 | tail -3 | tee "$OUT/demo.txt"
-cp /tmp/nc-demo/samples/step-00000300.png "$OUT/demo-grid.png"
+# the trainer on the device: a short demo run and its sample grid (resume exactness is tested on CPU)
+rm -rf "$RUN"
+"$PY" -m noisecraft.cli.main train --config configs/demo-digits.json --steps "$STEPS" --out "$RUN" \
+    --no-progress --set sample_every="$STEPS" --set trackers=[] 2>&1 | tail -3 | tee "$OUT/demo.txt"
+cp "$RUN/samples/step-$(printf %08d "$STEPS").png" "$OUT/demo-grid.png"
 
-# sampling, evaluation and editing on the GPU
-nc() { python3 -m noisecraft.cli.main "$@"; }
+# sampling, evaluation and editing on the device
+nc() { "$PY" -m noisecraft.cli.main "$@"; }
 {
-    python3 - <<'PY'
-import torch
+    RUN="$RUN" "$PY" - <<'PY'
+import os
 from noisecraft.sampling.generate import generate
 from noisecraft.sampling.samplers import SAMPLERS
 from noisecraft.training.checkpoint import load_run
 
-gpu, sched, cfg = load_run("/tmp/nc-demo", device="cuda")
-cpu, _, _ = load_run("/tmp/nc-demo", device="cpu")
+dev, run = os.environ["DEVICE"], os.environ["RUN"]
+on_dev, sched, cfg = load_run(run, device=dev)
+cpu, _, _ = load_run(run, device="cpu")
 shape = (cfg.data.channels, cfg.data.resolution, cfg.data.resolution)
 bad = []
 for name in sorted(SAMPLERS):
-    a = generate(gpu, sched, shape, range(8), sampler=name, steps=10)
+    a = generate(on_dev, sched, shape, range(8), sampler=name, steps=10)
     b = generate(cpu, sched, shape, range(8), sampler=name, steps=10)
     d = float((a - b).abs().max())
-    print(f"{name:>16}: cuda vs cpu, same seeds: max |diff| {d:.2e}")
+    print(f"{name:>16}: {dev} vs cpu, same seeds: max |diff| {d:.2e}")
     bad += [name] if not d < 5e-2 else []
-print("samplers on cuda: " + ("all agree with the cpu" if not bad else "DIFFER: " + ", ".join(bad)))
+print(f"samplers on {dev}: " + ("all agree with the cpu" if not bad else "DIFFER: " + ", ".join(bad)))
 PY
-    nc sample /tmp/nc-demo --num 64 --sampler unipc --steps 10 --device cuda --out /tmp/nc-demo/gen
-    nc eval /tmp/nc-demo --num 500 --sampler unipc --steps 10 --device cuda --nll 50
-    nc eval /tmp/nc-demo --num 200 --sampler euler --steps 10 --device cuda --ref /tmp/nc-demo/gen
-    nc edit img2img /tmp/nc-demo /tmp/nc-demo/gen/seed000000.png --strength 0.5 --device cuda
-    nc edit inpaint /tmp/nc-demo /tmp/nc-demo/gen/seed000001.png --rect 0,0,8,16 --device cuda
-    nc edit invert /tmp/nc-demo /tmp/nc-demo/gen/seed000002.png --device cuda
-    nc edit interpolate /tmp/nc-demo /tmp/nc-demo/gen/seed000003.png /tmp/nc-demo/gen/seed000004.png --device cuda
-    python3 - <<'PY'
-import json, torch
+    nc sample "$RUN" --num "$NUM" --sampler unipc --steps 10 --device "$DEVICE" --out "$RUN/gen"
+    nc sample "$RUN" --num 8 --sampler heun --steps 5 --clip-x0 --device "$DEVICE" --out "$RUN/gen-clip"
+    nc eval "$RUN" --num "$EVAL_NUM" --sampler unipc --steps 10 --device "$DEVICE" --nll "$NLL"
+    nc eval "$RUN" --num "$EVAL_NUM" --sampler adaptive --steps 10 --clip-x0 --device "$DEVICE" --no-floor
+    nc eval "$RUN" --num 16 --sampler euler --steps 10 --device "$DEVICE" --ref "$RUN/gen"
+    nc edit img2img "$RUN" "$RUN/gen/seed000000.png" --strength 0.5 --device "$DEVICE"
+    nc edit inpaint "$RUN" "$RUN/gen/seed000001.png" --rect 0,0,8,16 --device "$DEVICE"
+    nc edit invert "$RUN" "$RUN/gen/seed000002.png" --device "$DEVICE"
+    nc edit interpolate "$RUN" "$RUN/gen/seed000003.png" "$RUN/gen/seed000004.png" --device "$DEVICE"
+    RUN="$RUN" "$PY" - <<'PY'
+import json, os
 from noisecraft.evaluation.evaluate import periodic_eval
 from noisecraft.training.checkpoint import load_run
 
-den, sched, cfg = load_run("/tmp/nc-demo", device="cuda")
+den, sched, cfg = load_run(os.environ["RUN"], device=os.environ["DEVICE"])
 r = periodic_eval(den, sched, "digits", (1, 16, 16), num=64, steps=5)
-print("periodic_eval on cuda:", json.dumps(r.scores.to_dict()))
+print(f"periodic_eval on {os.environ['DEVICE']}:", json.dumps(r.scores.to_dict()))
 PY
 } 2>&1 | tee "$OUT/smoke.txt"
-cp /tmp/nc-demo/gen/grid.png "$OUT/gpu-grid.png"
+cp "$RUN/gen/grid.png" "$OUT/device-grid.png"
+echo "smoke test on $DEVICE: done (logs and grids in $OUT)"
 [ "${1:-}" = "--smoke" ] && exit 0
 
 {
-    python3 benchmarks/train_throughput.py --steps 100 --repeats 3
-    python3 benchmarks/train_throughput.py --preset small --resolution 32 --batch 128 --steps 60 --repeats 3
+    "$PY" benchmarks/train_throughput.py --steps 100 --repeats 3
+    "$PY" benchmarks/train_throughput.py --preset small --resolution 32 --batch 128 --steps 60 --repeats 3
 } 2>&1 | tee "$OUT/throughput.txt"
