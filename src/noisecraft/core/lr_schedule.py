@@ -2,7 +2,8 @@
 
 Warm-up as in Goyal et al. 2017 ("Accurate, Large Minibatch SGD"), cosine decay as in Loshchilov & Hutter
 2017 ("SGDR"), without restarts. Used by the main trainer (training/loop.py through training/setup.lr_at), the
-2-D toy loop (training/toy.py) and the noisy-classifier loop (models/classifier.py).
+2-D toy loop (training/toy.py) and the shared loop core of the noisy-classifier and autoencoder trainers
+(training/core.py).
 """
 
 from __future__ import annotations
