@@ -56,6 +56,8 @@ def describe(path: str | Path) -> dict[str, Any]:
 
     ckpt = resolve_checkpoint(path)
     cfg = json.loads((ckpt / "config.json").read_text())
+    if "trainer" in cfg:  # a train-classifier / train-vae run folder (cli/run_record.py): not a diffusion model
+        raise NoisecraftError(f"{str(path)!r} is a {cfg['trainer']} training run, not a diffusion model")
     data, model = cfg.get("data", {}), cfg.get("model", {})
     state = ckpt / "state.json"
     step = json.loads(state.read_text()).get("step") if state.is_file() else None
