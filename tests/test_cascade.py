@@ -167,3 +167,36 @@ def test_upscale_and_sample_chain_the_cascade(sr_run, tmp_path):
     # refused in one line: a base whose samples do not fit the upsampler, an upsampler given as the base
     assert main(["sample", str(sr_run), "--num", "1"]) == 2
     assert main(["sample", str(base), "--upscale", str(base), "--num", "1"]) == 2
+
+
+def test_an_interrupted_upsampler_run_resumes_bit_identically(tmp_path, monkeypatch):
+    """The augmentation draws come from the run's generator, so a stopped and resumed upsampler run ends at
+    the weights of an uninterrupted one."""
+    import os
+    import signal
+
+    from safetensors.torch import load_file
+
+    from noisecraft.training import loop
+
+    small = 'model.net_kwargs={"block_out_channels": [8, 8], "down_block_types": ["DownBlock2D", "DownBlock2D"], ' \
+        '"up_block_types": ["UpBlock2D", "UpBlock2D"], "norm_num_groups": 4}'  # fmt: skip
+    argv = ["train", "--data", "digits", "--resolution", "8", "--upsample-from", "4", "--steps", "6", "--batch-size",
+            "8", "--model-preset", "nano", "--set", small, "--set", "checkpoint_every=2", *QUIET]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "ref")]) == 0
+    real, calls = loop.apply_update, [0]
+
+    def update(*a, **k):
+        calls[0] += 1
+        if calls[0] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # step 3 ends, is saved, and the run stops
+        return real(*a, **k)
+
+    monkeypatch.setattr(loop, "apply_update", update)
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 128 + signal.SIGTERM
+    monkeypatch.setattr(loop, "apply_update", real)
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--no-progress"]) == 0
+    for name in ("model", "ema", "optimizer"):
+        a = load_file(tmp_path / "ref" / "checkpoints" / "step-00000006" / f"{name}.safetensors")
+        b = load_file(tmp_path / "run" / "checkpoints" / "step-00000006" / f"{name}.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a), name
