@@ -12,6 +12,7 @@ steps are timed and the step count planned from them before any checkpoint), a p
 --minutes, --resume and progress are the same for all three, and a run killed at any moment and resumed ends
 at the same weights, bit for bit (tests/test_crash_safety.py).
 
+The toy 2-D trainer (training/toy.py) takes the same step, `set_lr` and `apply_update`, in its in-memory loop.
 The learning rate of every trainer is core.lr_schedule.warmup_cosine (Goyal et al. 2017; Loshchilov & Hutter
 2017), a pure function of the step, so a resumed run sets the same rates.
 """

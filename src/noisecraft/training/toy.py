@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -16,6 +17,7 @@ from noisecraft.core.schedules import make_schedule
 from noisecraft.data.toys import toy_data
 from noisecraft.errors import NoisecraftError
 from noisecraft.models.mlp import MLP
+from noisecraft.training.core import apply_update, set_lr
 
 
 @dataclass
@@ -69,14 +71,12 @@ def train_toy(cfg: ToyConfig, progress: bool = True) -> tuple[PreconditionedDeno
     history = []
     bar = tqdm(range(cfg.iterations), desc=f"train {cfg.dataset}", disable=not progress)
     for i in bar:
-        for group in opt.param_groups:
-            group["lr"] = warmup_cosine(i, cfg.lr, cfg.iterations, warmup)
+        set_lr(opt, warmup_cosine(i, cfg.lr, cfg.iterations, warmup))
         x0 = data[torch.randint(0, len(data), (cfg.batch,), generator=g)]  # (B, 2)
         loss = loss_fn(model, x0, generator=g).mean()
-        opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        ema.update(model, cfg.batch)
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf)  # the norm only; nothing clipped
+        apply_update(opt, gnorm, ema, model, cfg.batch)  # the step every trainer shares (training.core)
         history.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
     return ema.model, history
