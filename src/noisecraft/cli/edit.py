@@ -13,6 +13,7 @@ Examples:
   noisecraft edit img2img runs/scenes-text scene.png --prompt "a red bag on the left" --cfg 3 --strength 0.6
   noisecraft edit inpaint runs/scenes-text scene.png --rect 16,0,32,32 --prompt "a white coat on the right" --cfg 3
   noisecraft edit img2img sd-folder/ photo.png --prompt "a red bag" --cfg 3 --strength 0.6   # a Stable-Diffusion folder
+  noisecraft edit imagic runs/scenes-text photo.png --prompt "a blue sneaker on the left" --etas 0,0.5,1
 
 Runs in latent space (trained with --latent) are edited as latents: the images are encoded with the run's
 autoencoder and the results decoded; inpainting pastes the kept pixels back exactly (docs/text-to-image.md).
@@ -27,7 +28,7 @@ import argparse
 
 from noisecraft.cli.args import add_device_argument, non_negative_int, positive_int
 
-MODES = ("img2img", "inpaint", "invert", "interpolate", "swap")
+MODES = ("img2img", "inpaint", "invert", "interpolate", "swap", "imagic")
 
 
 def _common(p: argparse.ArgumentParser, default_sampler: str = "euler") -> None:
@@ -122,6 +123,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--strength", type=float, default=1.0, help="how far to invert (1 = to σ_max)")
     p.add_argument("--iters", type=int, default=3, help="fixed-point iterations per inversion step")
 
+    from noisecraft.cli import imagic as imagic_cli
+
+    imagic_cli.add_parser(sub)
+
 
 # ----------------------------------------------------------------------------------------------------------
 def _check_label(name: str, value: int | None, k: int) -> None:
@@ -197,6 +202,10 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.cli.args import output_dir, write_guard
     from noisecraft.errors import NoisecraftError
 
+    if args.mode == "imagic":  # text runs, latent or not: its own module
+        from noisecraft.cli import imagic as imagic_cli
+
+        return imagic_cli.run(args)
     if not Path(args.run).exists():
         raise NoisecraftError(f"run folder {args.run!r} does not exist")
     out = output_dir(args.out or Path(args.run) / "edits" / args.mode)  # before any work that could be lost
