@@ -342,7 +342,9 @@ def imagic(
     e_tgt = embed_prompt(encoder, prompt, x0.device)
     e_opt, l1 = optimise_embedding(denoiser, loss, x0, e_tgt, settings, progress)
     tuned, l2 = finetune(denoiser, loss, x0, e_opt, settings, progress)
-    return ImagicEdit(prompt, e_tgt, e_opt, tuned, weight_delta(denoiser, tuned), settings, l1, l2)
+    delta = weight_delta(denoiser, tuned)
+    # sample from original + delta, exactly the model a saved edit rebuilds (tuned itself differs by rounding)
+    return ImagicEdit(prompt, e_tgt, e_opt, apply_delta(denoiser, delta), delta, settings, l1, l2)
 
 
 def run_loss(cfg, schedule) -> DenoisingLoss:
