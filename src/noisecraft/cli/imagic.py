@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if args.save:
         output_dir(args.save, "--save")
 
+    import torch
+
     from noisecraft.editing import imagic as im
     from noisecraft.editing.io import load_image, save_comparison, save_image
     from noisecraft.errors import check_choice
@@ -127,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     negative = denoiser.net.text_encoder.encode([""], device=device) if cfg_scale is not None else None
     t1 = time.perf_counter()
     y = edit.sample(etas, sigmas, tuple(z.shape[1:]), seed=args.seed, cfg_scale=cfg_scale, negative=negative)
-    y = codec.decode(y).clamp(-1, 1)  # (n, C, H, W) pixels
+    # decoded one at a time, so an η's pixels do not depend on the batch it was drawn in (--load reproduces them)
+    y = torch.cat([codec.decode(y[i : i + 1]) for i in range(len(y))]).clamp(-1, 1)  # (n, C, H, W) pixels
     with write_guard(out):
         out.mkdir(parents=True, exist_ok=True)
         for eta, img in zip(etas, y):

@@ -79,11 +79,10 @@ def check_text_model(denoiser: nn.Module) -> None:
 
 
 def embed_prompt(encoder, prompt: str, device: torch.device | str) -> Embedding:
-    """The target embedding e_tgt of `prompt` (1, ...) on `device`; the empty prompt is refused."""
+    """The target embedding e_tgt of `prompt` (1, ...) on `device` (the encoder warns when it truncates); the
+    empty prompt is refused."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise NoisecraftError("imagic needs a non-empty --prompt describing the edited image")
-    for line in encoder.truncation_warnings([prompt]):
-        print(line)
     return {k: v.to(device) for k, v in encoder.encode([prompt], device=device).items()}
 
 
@@ -243,11 +242,6 @@ def sample_etas(
     if len(etas) == 0:
         raise NoisecraftError("give at least one η")
     device = model_device(model)
-    n = len(etas)
-    gens = per_sample_generators([seed] * n)  # the same noise for every η: the strip shows η's effect only
-    x = float(sigmas[0]) * randn((n, *shape), gens, torch.float32, device)
-    parts = [mix(e_tgt, e_opt, float(eta)) for eta in etas]
-    cond = {k: torch.cat([p[k] for p in parts]).to(device) for k in TEXT_KEYS}  # (n, ...)
     den = model
     if cfg_scale is not None:
         if negative is None:
@@ -255,7 +249,13 @@ def sample_etas(
         from noisecraft.sampling.prompt_guidance import PromptCFGDenoiser
 
         den = PromptCFGDenoiser(model, cfg_scale, negative)
-    return get_sampler(sampler)(den, x, sigmas.to(device), cond=cond, generator=gens, callback=callback).float()
+    out = []
+    for eta in etas:  # one at a time: an η's image does not depend on which other η are drawn with it
+        gens = per_sample_generators([seed])  # the same noise for every η: the strip shows η's effect only
+        x = float(sigmas[0]) * randn((1, *shape), gens, torch.float32, device)  # (1, *shape)
+        cond = {k: v.to(device) for k, v in mix(e_tgt, e_opt, float(eta)).items()}
+        out.append(get_sampler(sampler)(den, x, sigmas, cond=cond, generator=gens, callback=callback).float())
+    return torch.cat(out)  # (len(etas), *shape)
 
 
 @dataclass
