@@ -131,6 +131,25 @@ def test_resume_with_a_different_model_or_data_is_refused(tmp_path):
     assert main([*args, "--resume", "--steps", "4", "--lr", "0.01"]) == 0  # steps and lr may change
 
 
+def test_a_run_saved_before_a_config_field_existed_resumes(tmp_path):
+    """A run written by an older noisecraft lacks fields added since (their defaults are what it trained with):
+    it resumes, while a real change in the same section is still refused."""
+    import json
+
+    from noisecraft.cli.main import main
+
+    out = tmp_path / "run"
+    args = ["train", "--data", "toy:moons", "--steps", "2", "--batch-size", "8", "--out", str(out), "--no-progress"]
+    args += ["--set", "trackers=[]", "--set", "sample_every=0"]
+    assert main(args) == 0
+    for path in [out / "config.json", *out.glob("checkpoints/step-*/config.json")]:
+        cfg = json.loads(path.read_text())
+        del cfg["data"]["background"], cfg["model"]["text_layout"]  # fields an older version did not write
+        path.write_text(json.dumps(cfg))
+    assert main([*args, "--resume", "--steps", "4", "--set", "data.source=toy:swissroll"]) == 2
+    assert main([*args, "--resume", "--steps", "4"]) == 0
+
+
 def test_resume_drops_log_lines_past_the_checkpoint_and_half_written_ones(tmp_path):
     from noisecraft.training.core import truncate_log
 

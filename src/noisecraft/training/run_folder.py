@@ -192,9 +192,18 @@ RESUME_FIXED = ("data", "model", "seed", "batch_size", "label_dropout", "loss", 
 def check_resumable(ckpt: Path, config: dict[str, Any]) -> None:
     """Refuse to resume with a config whose data, model, seed, batch or loss differ from the checkpoint's."""
     saved = json.loads((Path(ckpt) / "config.json").read_text())
-    changed = [k for k in RESUME_FIXED if saved.get(k) != config.get(k)]
+    changed = [k for k in RESUME_FIXED if _differs(saved.get(k), config.get(k))]
     if changed:
         raise NoisecraftError(
             f"cannot resume {ckpt}: the config changed in {', '.join(changed)}; resume with the run's own config "
             "(omit --config) or start a new --out"
         )
+
+
+def _differs(saved: Any, now: Any) -> bool:
+    """Whether a saved config value and today's differ. A key only one side has is a field added (or removed)
+    by another noisecraft version: a run saved before it existed was trained with its default, so it is not a
+    change (an older run resumes)."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return any(_differs(saved[k], now[k]) for k in saved.keys() & now.keys())
+    return saved != now
