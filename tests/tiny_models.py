@@ -98,3 +98,68 @@ def make_tiny_sd(folder: Path, seed: int = 0, prediction_type: str = "epsilon") 
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def make_tiny_clip_model(folder: Path, projection: int = 16, seed: int = 0) -> Path:
+    """A full transformers CLIPModel (text and vision towers, 8-px images) with the character tokenizer above."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    folder = Path(folder)
+    make_tiny_clip(folder)  # the tokenizer files (and a text model, replaced below)
+    torch.manual_seed(seed)
+    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
+    text |= dict(max_position_embeddings=16, vocab_size=200, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
+    vision |= dict(image_size=8, patch_size=4, num_channels=3)
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection)
+    CLIPModel(config).save_pretrained(folder)
+    return folder
+
+
+def make_small_clip(folder: Path, text_folder: Path, embed_dim: int = 8, resolution: int = 32, seed: int = 0):
+    """A randomly initialised noisecraft SmallClip (train-clip's format) whose text tower reads the tiny CLIP text
+    encoder in `text_folder` (make_tiny_clip); saved to `folder`."""
+    import torch
+
+    from noisecraft.models.clip import ClipConfig, SmallClip
+
+    torch.manual_seed(seed)
+    text = {"encoder": "clip", "path": str(text_folder), "max_tokens": 16, "dropout": 0.0}
+    cfg = ClipConfig(resolution=resolution, embed_dim=embed_dim, width=8, mult=(1, 2), text=text, text_width=16)
+    SmallClip(cfg, 32).save(folder)
+    return Path(folder)
+
+
+def make_tiny_unclip(folder: Path, clip_folder: Path, embed_dim: int = 8, seed: int = 0) -> Path:
+    """An unCLIP run folder (train-unclip's layout) with random prior and pixel decoder weights: one step each."""
+    import dataclasses
+    import json
+
+    import torch
+
+    from noisecraft.models.factory import ModelConfig
+    from noisecraft.training import unclip as U
+    from noisecraft.training.small_loop import LoopSettings, run_loop
+
+    folder = Path(folder)
+    dec = ModelConfig(arch="cond-unet", resolution=32, channels=3, text_dim=embed_dim,
+                      net_kwargs={"block_out_channels": [32, 32]})  # fmt: skip
+    loop = dataclasses.asdict(LoopSettings(steps=1, batch=2, seed=seed))
+    cfg = U.UnclipConfig(embed_dim=embed_dim, decoder=dec.to_dict(), prior_loop=loop, decoder_loop=loop)
+    folder.mkdir(parents=True, exist_ok=True)
+    ref = U.copy_clip(clip_folder, folder)
+    (folder / U.CONFIG_NAME).write_text(json.dumps({**cfg.to_dict(), "_clip": ref}))
+    prior, _ = U.build_prior(cfg)
+    decoder, _ = U.build_decoder(cfg)
+    e = torch.nn.functional.normalize(torch.randn(2, embed_dim), dim=-1)
+
+    def prior_step(m, g):
+        return (m(torch.randn(2, embed_dim), 1.0, clip_text=e) ** 2).mean()[None]
+
+    def decoder_step(m, g):
+        return (m(torch.randn(2, 3, 32, 32), 1.0, clip_image=e) ** 2).mean()[None]
+
+    run_loop(folder / "prior", prior, prior_step, LoopSettings(**loop), {"part": "prior"}, progress=False)
+    run_loop(folder / "decoder", decoder, decoder_step, LoopSettings(**loop), {"part": "decoder"}, progress=False)
+    return folder
