@@ -37,8 +37,8 @@ def clip_run(tmp_path_factory):
     text = make_tiny_clip(root / "text", max_positions=64)
     out = root / "clip"
     argv = ["train-clip", "--data", "scenes", "--size", "160", "--steps", "80", "--batch-size", "32", "--lr", "1e-3"]
-    argv += ["--text", f"clip:{text}", "--holdout", "100", "--checkpoint-every", "40", "--no-progress", "--out", str(out)]
-    assert main(argv) == 0
+    argv += ["--text", f"clip:{text}", "--holdout", "100", "--checkpoint-every", "40", "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 0
     yield out, text
     mp.undo()
 
