@@ -186,6 +186,16 @@ def _file(ctx: Ctx) -> Path:
     return f
 
 
+def unclip_pair(ctx: Ctx) -> None:
+    """A tiny unCLIP run built on an 8-d CLIP, and another CLIP of 16-d embeddings (ctx.extra)."""
+    from tiny_models import make_small_clip, make_tiny_clip, make_tiny_unclip
+
+    text = make_tiny_clip(ctx.tmp / "text")
+    clip8 = make_small_clip(ctx.tmp / "clip8", text, embed_dim=8)
+    ctx.extra["clip16"] = make_small_clip(ctx.tmp / "clip16", text, embed_dim=16)
+    ctx.extra["unclip"] = make_tiny_unclip(ctx.tmp / "unclip", clip8, embed_dim=8)
+
+
 CASES: list[Case] = [
     # ---- train
     Case(
@@ -523,6 +533,44 @@ CASES: list[Case] = [
     Case("demo", lambda c: ["demo", "--iterations", "-5"], "must be a positive integer", id="iterations"),
     Case("samplers", lambda c: ["samplers", "--calibration", "lots"], "expected an integer", id="calibration-word"),
     Case("ui", lambda c: ["ui", "--port", "70000"], "--port must be in [0, 65535]", id="port"),
+    # ---- CLIP and unCLIP (docs/unclip.md)
+    Case(
+        "train-clip", lambda c: ["train-clip", "--data", "scenes", "--out", "x", "--channels", "2"], "1 or 3", id="ch"
+    ),
+    Case("train-clip", lambda c: ["train-clip", "--data", "digits", "--out", "x"], "captions", id="no-captions"),
+    Case(
+        "train-unclip",
+        lambda c: ["train-unclip", "--clip", str(c.tmp / "nope"), "--data", "scenes", "--out", "x"],
+        "holds no CLIP",
+        id="no-clip",
+    ),
+    Case(
+        "edit",
+        lambda c: [
+            "edit",
+            "variations",
+            str(c.extra["unclip"]),
+            str(small_png(c.tmp / "s.png")),
+            "--clip",
+            str(c.extra["clip16"]),
+        ],
+        "gives 16-d embeddings but the unCLIP decoder was trained on 8-d",
+        unclip_pair,
+        id="variations-clip-width",
+    ),
+    Case(
+        "sample",
+        lambda c: ["sample", str(c.extra["unclip"]), "--num", "2"],
+        "is an unCLIP run: pass --prompt",
+        unclip_pair,
+        id="unclip-no-prompt",
+    ),
+    Case(
+        "sample",
+        lambda c: ["sample", str(c.img), "--num", "2", "--clip-guide", str(c.img)],
+        "--clip-guide steers towards a prompt",
+        id="clip-guide-no-prompt",
+    ),
 ]
 
 

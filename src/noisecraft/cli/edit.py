@@ -14,6 +14,7 @@ Examples:
   noisecraft edit inpaint runs/scenes-text scene.png --rect 16,0,32,32 --prompt "a white coat on the right" --cfg 3
   noisecraft edit img2img sd-folder/ photo.png --prompt "a red bag" --cfg 3 --strength 0.6   # a Stable-Diffusion folder
   noisecraft edit imagic runs/scenes-text photo.png --prompt "a blue sneaker on the left" --etas 0,0.5,1
+  noisecraft edit variations runs/unclip scene.png --num 4                     # unCLIP runs (docs/unclip.md)
 
 Runs in latent space (trained with --latent) are edited as latents: the images are encoded with the run's
 autoencoder and the results decoded; inpainting pastes the kept pixels back exactly (docs/text-to-image.md).
@@ -28,7 +29,7 @@ import argparse
 
 from noisecraft.cli.args import add_device_argument, non_negative_int, positive_int
 
-MODES = ("img2img", "inpaint", "invert", "interpolate", "swap", "imagic")
+MODES = ("img2img", "inpaint", "invert", "interpolate", "swap", "imagic", "variations")
 
 
 def _common(p: argparse.ArgumentParser, default_sampler: str = "euler") -> None:
@@ -127,6 +128,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     imagic_cli.add_parser(sub)
 
+    from noisecraft.cli.unclip_cli import add_variations_parser
+
+    add_variations_parser(sub)
+
 
 # ----------------------------------------------------------------------------------------------------------
 def _check_label(name: str, value: int | None, k: int) -> None:
@@ -208,6 +213,10 @@ def run(args: argparse.Namespace) -> int:
         return imagic_cli.run(args)
     if not Path(args.run).exists():
         raise NoisecraftError(f"run folder {args.run!r} does not exist")
+    if args.mode == "variations":
+        from noisecraft.cli.unclip_cli import variations_cmd
+
+        return variations_cmd(args)
     out = output_dir(args.out or Path(args.run) / "edits" / args.mode)  # before any work that could be lost
     import torch
 

@@ -15,6 +15,7 @@ Examples:
   noisecraft eval runs/digits --num 500 --clip-x0        # score what `sample --clip-x0` saves
   noisecraft eval runs/cifar --features inception --inception ~/weights/inception-2015-12-05.pt
   noisecraft eval runs/scenes-text --ref scenes-test/ --num 200 --prompt ""   # a text run in latent space
+  noisecraft eval runs/scenes-text --clip runs/clip --prompts prompts.txt --cfg 3   # CLIP score + retrieval
 
 A run in latent space samples latents (never clipped) and decodes them before scoring. A text run is sampled
 with --prompt (default "": its unconditional model) for every sample.
@@ -60,6 +61,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", default=None, help="text runs: the prompt of every sample (default '': unconditional)")
     p.add_argument("--nll-steps", type=positive_int, default=32, help="RK4 steps of the probability-flow ODE for --nll")
     p.add_argument("--out", help="JSON file to write (default: RUN_DIR/eval/<...>.json or SAMPLES_DIR/eval.json)")
+    c = p.add_argument_group("CLIP score (see docs/unclip.md)")
+    c.add_argument("--clip", default=None, help="CLIP folder: report CLIP score against the prompts and retrieval")
+    c.add_argument("--prompts", default=None, metavar="FILE", help="prompts to generate from (--clip), one a line")
+    c.add_argument("--cfg", dest="cfg_scale", type=float, default=None, help="CFG scale of the generation (--clip)")
+    c.add_argument("--retrieval", type=non_negative_int, default=100, help="held-out scenes pairs for retrieval")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.run_dir and not args.samples_dir:
         raise NoisecraftError("give a RUN_DIR to sample from, or --samples-dir with PNG samples")
+    if args.clip is not None:
+        from noisecraft.cli.unclip_cli import clip_eval
+
+        return clip_eval(args)
     if args.num < 4:
         raise NoisecraftError(f"--num must be at least 4, got {args.num}")
     if args.ref and args.dataset:

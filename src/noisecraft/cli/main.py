@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("noisecraft.cli.show", "draw the pictures of diffusion: schedules, forward process, trajectories, ..."),
     "train-vae": ("noisecraft.cli.train_vae", "train a KL autoencoder (AutoencoderKL) for latent diffusion"),
     "train-classifier": ("noisecraft.cli.train_classifier", "train a noisy classifier for classifier guidance"),
+    "train-clip": ("noisecraft.cli.train_clip", "train a small CLIP (contrastive image–text model) on captioned data"),
+    "train-unclip": ("noisecraft.cli.train_unclip", "train an unCLIP prior (text → CLIP image embedding) and decoder"),
     "sweep": ("noisecraft.cli.sweep", "image grid over guidance scales × classes for a class-conditional run"),
     "edit": ("noisecraft.cli.edit", "edit real images: img2img, inpaint/outpaint, invert, interpolate, class swap"),
     "samplers": ("noisecraft.cli.samplers", "list samplers and step schedules; fit an optimised schedule to a run"),

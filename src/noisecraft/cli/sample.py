@@ -15,6 +15,8 @@ Examples:
   noisecraft sample runs/scenes --prompt "a red bag on the left" --negative-prompt "" --cfg 5 --num 8
   noisecraft sample runs/scenes --prompts prompts.txt --cfg 3       # one image per line (prompts.txt beside them)
   noisecraft sample runs/base16 --upscale runs/sr16to32 --aug 0.1   # a cascade: 16 px base, then 16 → 32
+  noisecraft sample runs/scenes --prompt "a red bag on the left" --cfg 3 --clip-guide runs/clip --clip-scale 2
+  noisecraft sample runs/unclip --prompt "a red bag on the left" --cfg 3 --prior-cfg 2   # unCLIP: prior → decoder
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from noisecraft.cli.upscale import add_cascade_arguments
 
     add_cascade_arguments(c)
+    from noisecraft.cli.unclip_cli import add_clip_guidance_arguments
+
+    add_clip_guidance_arguments(p)
     add_device_argument(p)
     p.add_argument("--out", default=None, help="output folder (default: RUN/generated; hub:user/name → generated/name)")
 
@@ -90,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
     prompts = _read_prompts(args)
     if args.num is None:
         args.num = len(prompts) if args.prompts else 16
+    from noisecraft.training.unclip import is_unclip_run
+
+    if is_unclip_run(args.run):  # prior → decoder (docs/unclip.md)
+        from noisecraft.cli.unclip_cli import sample_unclip
+
+        return sample_unclip(args, prompts, out)
     import numpy as np
     import torch
 
@@ -135,6 +146,20 @@ def run(args: argparse.Namespace) -> int:
             sample_shape=model.shape,
         )
         labels = torch.full((args.num,), args.class_label, dtype=torch.long)
+    if args.clip_guide is not None and args.clip_scale > 0:  # CLIP guidance around CFG (docs/unclip.md)
+        from noisecraft.cli.unclip_cli import clip_guided
+        from noisecraft.models.clip import load_clip
+        from noisecraft.sampling.clip_guidance import clip_text_cond
+
+        if prompts is None:
+            from noisecraft.errors import NoisecraftError
+
+            raise NoisecraftError("--clip-guide steers towards a prompt: give --prompt or --prompts")
+        gclip = load_clip(args.clip_guide, device)
+        image_shape = model.shape if model.latent is None else (3, 32, 32)
+        denoiser = clip_guided(denoiser, gclip, args.clip_scale, args.clip_interval, args.clip_through, model.latent,
+                               image_shape, device)  # fmt: skip
+        extra = {**(extra or {}), **clip_text_cond(gclip, [prompts[i % len(prompts)] for i in range(args.num)])}
     denoiser = clip_pixels(denoiser, args.clip_x0, model.latent, model.shape)  # around the guided x̂0, as diffusers
     stages = _stages(args, model.shape, device)  # checked before the base samples are drawn
     seeds = list(range(args.seed, args.seed + args.num))

@@ -1,0 +1,114 @@
+"""Train an unCLIP run (Ramesh et al. 2022) on captioned images with a trained CLIP: a diffusion prior from the
+CLIP text embedding to the CLIP image embedding, and a decoder from the image embedding (plus the text
+embedding) to the image, both trained with conditioning dropout so CFG works on either. See docs/unclip.md.
+
+Examples:
+  noisecraft train-unclip --clip runs/clip-scenes --data scenes --latent runs/vae-scenes --out runs/unclip
+  noisecraft sample runs/unclip --prompt "a red bag on the left" --num 8 --cfg 3
+  noisecraft edit variations runs/unclip scene.png --num 4
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from noisecraft.cli.args import add_device_argument, non_negative_int, positive_float, positive_int
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clip", required=True, help="a CLIP folder (noisecraft train-clip, or a transformers CLIP)")
+    p.add_argument("--data", required=True, help="captioned data: scenes, a folder with captions, hf:...")
+    p.add_argument("--out", required=True, help="the unCLIP run folder")
+    p.add_argument("--latent", default=None, help="autoencoder folder: the decoder works on its latents")
+    p.add_argument("--size", type=positive_int, default=10000, help="number of scenes (scenes only)")
+    p.add_argument("--prior-steps", type=positive_int, default=3000, help="optimiser steps of the prior")
+    p.add_argument("--decoder-steps", type=positive_int, default=1500, help="optimiser steps of the decoder")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="decoder batch (the prior uses 8×)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate of both")
+    p.add_argument("--preset", default="tiny", help="decoder cond-unet preset (tiny, small)")
+    p.add_argument("--widths", default=None, help="decoder channels per level, e.g. 32,32 (default: the preset's)")
+    p.add_argument("--schedule", default="linear", help="decoder noise schedule")
+    p.add_argument("--parameterisation", default="eps", help="decoder parameterisation")
+    p.add_argument("--checkpoint-every", type=positive_int, default=250, help="steps between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_argument(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from noisecraft.cli.args import output_dir
+    from noisecraft.data.config import DataConfig
+    from noisecraft.errors import NoisecraftError
+    from noisecraft.models.clip import load_clip
+    from noisecraft.models.factory import ModelConfig
+    from noisecraft.sampling.generate import resolve_device
+    from noisecraft.training import unclip as U
+    from noisecraft.training.clip_train import load_captioned
+    from noisecraft.training.small_loop import LoopSettings
+
+    out = output_dir(args.out)
+    device = resolve_device(args.device)
+    if (out / U.CONFIG_NAME).is_file() and not args.resume:
+        raise NoisecraftError(f"{out} already holds an unCLIP run: pass --resume to continue, or choose a new --out")
+    clip = load_clip(args.clip, device)
+    shape = clip.config.shape if hasattr(clip, "config") else (3, 32, 32)
+    data = DataConfig(source=args.data, resolution=shape[-1], channels=shape[0], captions=True, scenes_size=args.size,
+                      seed=args.seed)  # fmt: skip
+    images, captions = load_captioned(data)
+    print(f"embedding {len(images)} images and their captions with the CLIP")
+    with torch.no_grad():
+        img = torch.cat([clip.image_embeds(images[i : i + 256].to(device)).cpu() for i in range(0, len(images), 256)])
+        flat = sorted({c for cs in captions for c in cs})
+        txt = torch.cat([clip.text_embeds(flat[i : i + 256]).cpu() for i in range(0, len(flat), 256)])
+    row = {c: i for i, c in enumerate(flat)}
+    text_emb = [txt[[row[c] for c in cs]] for cs in captions]  # item i → (K_i, E)
+    x = images
+    if args.latent is not None:
+        from noisecraft.models.autoencoder import load_codec
+
+        codec = load_codec(args.latent, device)
+        x = torch.cat([codec.encode(images[i : i + 256].to(device)).cpu() for i in range(0, len(images), 256)])
+    net_kwargs = {}
+    if args.widths:
+        try:
+            net_kwargs["block_out_channels"] = [int(v) for v in args.widths.split(",")]
+        except ValueError:
+            raise NoisecraftError(f"--widths must be channels per level like 32,64, got {args.widths!r}") from None
+    decoder = ModelConfig(
+        arch="cond-unet", preset=args.preset, resolution=x.shape[-1], channels=x.shape[1], text_dim=clip.embed_dim,
+        schedule=args.schedule, parameterisation=args.parameterisation, net_kwargs=net_kwargs,
+    )  # fmt: skip
+    common = dict(lr=args.lr, checkpoint_every=args.checkpoint_every, seed=args.seed, log_every=50)
+    cfg = U.UnclipConfig(
+        embed_dim=clip.embed_dim,
+        image_shape=tuple(images.shape[1:]),
+        latent=None if args.latent is None else str(Path(args.latent).resolve()),
+        decoder=decoder.to_dict(),
+        prior_loop=vars(LoopSettings(steps=args.prior_steps, batch=8 * args.batch_size, **common)),
+        decoder_loop=vars(LoopSettings(steps=args.decoder_steps, batch=args.batch_size, **common)),
+        data=data.to_dict(),
+    )
+    if (out / U.CONFIG_NAME).is_file():
+        saved = U.read_config(out).to_dict()
+        fixed = [k for k in cfg.to_dict() if k not in ("prior_loop", "decoder_loop") and saved[k] != cfg.to_dict()[k]]
+        if fixed:
+            raise NoisecraftError(f"cannot resume {out}: {', '.join(fixed)} changed; use the run's own options")
+    out.mkdir(parents=True, exist_ok=True)
+    ref = U.copy_clip(args.clip, out)
+    from noisecraft.training.run_folder import write_text_atomic
+
+    write_text_atomic(out / U.CONFIG_NAME, json.dumps({**cfg.to_dict(), "_clip": ref}, indent=2))
+    progress = not args.no_progress
+    print(f"prior: {args.prior_steps} steps over {clip.embed_dim}-d CLIP embeddings")
+    U.train_prior(cfg, img.to(device), [t.to(device) for t in text_emb], out / "prior", args.resume, progress)
+    print(f"decoder: {args.decoder_steps} steps on {'latents' if args.latent else 'pixels'} {tuple(x.shape[1:])}")
+    U.train_decoder(cfg, x.to(device), img.to(device), [t.to(device) for t in text_emb], out / "decoder",
+                    args.resume, progress)  # fmt: skip
+    print(f"wrote the unCLIP run {out} (sample it: noisecraft sample {out} --prompt '...')")
+    return 0
