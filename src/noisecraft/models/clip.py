@@ -59,7 +59,7 @@ class ClipConfig:
     embed_dim: int = 64
     width: int = 32
     mult: tuple[int, ...] = (1, 2, 2)
-    text: dict[str, Any] = field(default_factory=lambda: {"encoder": "minilm", "max_tokens": 32, "dropout": 0.0})
+    text: dict[str, Any] = field(default_factory=lambda: {"encoder": "minilm", "max_tokens": 24, "dropout": 0.0})
     text_width: int = 128
     noise_aware: bool = False
     sigma_min: float = 0.01
