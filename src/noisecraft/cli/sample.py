@@ -156,9 +156,8 @@ def run(args: argparse.Namespace) -> int:
 
             raise NoisecraftError("--clip-guide steers towards a prompt: give --prompt or --prompts")
         gclip = load_clip(args.clip_guide, device)
-        image_shape = model.shape if model.latent is None else (3, 32, 32)
         denoiser = clip_guided(denoiser, gclip, args.clip_scale, args.clip_interval, args.clip_through, model.latent,
-                               image_shape, device)  # fmt: skip
+                               model.shape, device)  # fmt: skip
         extra = {**(extra or {}), **clip_text_cond(gclip, [prompts[i % len(prompts)] for i in range(args.num)])}
     denoiser = clip_pixels(denoiser, args.clip_x0, model.latent, model.shape)  # around the guided x̂0, as diffusers
     stages = _stages(args, model.shape, device)  # checked before the base samples are drawn

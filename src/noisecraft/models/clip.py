@@ -182,13 +182,13 @@ class SmallClip(nn.Module):
 
     def save(self, folder: str | Path) -> Path:
         """Write clip.safetensors and clip.json into `folder` (created if needed)."""
-        from noisecraft.training.checkpoint import save_tensors
-        from noisecraft.training.run_folder import write_text_atomic
+        from safetensors.torch import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_tensors(self.state_dict(), folder / WEIGHTS_NAME)
-        write_text_atomic(folder / CONFIG_NAME, json.dumps(self.config.to_dict(), indent=2))
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_NAME))
+        (folder / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
         return folder
 
 
@@ -275,7 +275,7 @@ def load_clip(path: str | Path, device: str | torch.device = "cpu") -> SmallClip
     if folder.is_file():
         folder = folder.parent
     if (folder / CONFIG_NAME).is_file():
-        from noisecraft.training.checkpoint import load_tensors
+        from safetensors.torch import load_file
 
         if not (folder / WEIGHTS_NAME).is_file():
             raise NoisecraftError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}: the CLIP training did not finish")
@@ -285,8 +285,8 @@ def load_clip(path: str | Path, device: str | torch.device = "cpu") -> SmallClip
             raise NoisecraftError(f"unreadable {folder / CONFIG_NAME}: {e}") from None
         model = build_clip(config, device)
         try:
-            model.load_state_dict(load_tensors(folder / WEIGHTS_NAME))
-        except RuntimeError as e:
+            model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)))
+        except RuntimeError as e:  # a truncated file (SafetensorError) or weights of another shape
             raise NoisecraftError(f"cannot load {folder / WEIGHTS_NAME}: {str(e).splitlines()[0][:200]}") from None
         return model.to(device).eval().requires_grad_(False)
     conf = folder / "config.json"
