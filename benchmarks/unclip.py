@@ -2,12 +2,15 @@
 against prior → decoder, each with and without CLIP guidance, at (reported) sample time.
 
     python benchmarks/unclip.py retrieval --clip runs/clip [--num 1000]
+    python benchmarks/unclip.py prior --unclip runs/unclip [--num 500] [--prior-cfgs 1,2,4]
     python benchmarks/unclip.py align --text-run runs/scenes-text --unclip runs/unclip --clip runs/clip \\
-        [--num 100] [--steps 20] [--cfg 5] [--clip-scale 3] [--json out.json]
+        [--num 100] [--steps 20] [--cfg 5] [--clip-scales 3,10] [--json out.json]
 
 retrieval: text → image top-1 among 100 (blocks of 100 held-out pairs: scenes "test" split, Fashion-MNIST test
 items; "heldout": every scene shows a colour–item pair the train split never shows), for clean images and, for a
 noise-aware CLIP, images noised to σ.
+prior: the prior's sampled image embeddings z_i for held-out captions t_i against random pairing, the real image
+embeddings v_i, and the rate at which z_i is nearest to its own scene's v_i among 100 (chance 0.01).
 align: for the first caption of `--num` held-out scenes ("test" split), each method generates one image per
 caption; the independent checker of noisecraft.evaluation.scene_check reads each half (position, colour, class,
 whole scene) and the CLIP scores the image against its caption (CLIP score = 100·max(cos, 0); note: the CLIP that
@@ -64,6 +67,36 @@ def _noisy_retrieval(clip, x, sigma: float, prompts) -> float:
         right += int((tx @ im.T).argmax(1).eq(torch.arange(100)).sum())
         total += 100
     return right / total
+
+
+@torch.no_grad()
+def prior_table(args) -> None:
+    """Prior samples against the truth: cos(z_i, t_i) beside random pairing cos(z_i, t_{i+1}) and the real image
+    embeddings' cos(v_i, t_i); and how often z_i is closest to its own scene's image v_i among 100."""
+    from noisecraft.sampling.unclip import sample_image_embeds
+    from noisecraft.training.unclip import load_unclip
+
+    un = load_unclip(args.unclip)
+    _, x, prompts = _pairs("test", args.num)
+    t = un.clip.text_embeds(prompts)
+    v = torch.cat([un.clip.image_embeds(x[i : i + 250]) for i in range(0, len(x), 250)])
+    cos_real = (v * t).sum(-1).mean()
+    n100 = len(v) // 100 * 100
+
+    def top1(q: torch.Tensor) -> float:  # is q_i nearest to its own scene's image v_i among its block of 100
+        hits = 0
+        for lo in range(0, n100, 100):
+            hits += int((q[lo : lo + 100] @ v[lo : lo + 100].T).argmax(1).eq(torch.arange(100)).sum())
+        return hits / n100
+
+    print("| embeddings | cos(·, own text) | cos(·, another text) | nearest to own image, of 100 |")
+    print("|---|---|---|---|")
+    other = (v * t.roll(1, 0)).sum(-1).mean()
+    print(f"| real image embeddings v (query: the text t) | {cos_real:.3f} | {other:.3f} | {top1(t):.3f} |")
+    for w in args.prior_cfgs:
+        z = sample_image_embeds(un, t, range(len(t)), cfg_scale=w, steps=args.steps)
+        own, other = (z * t).sum(-1).mean(), (z * t.roll(1, 0)).sum(-1).mean()
+        print(f"| prior samples z, CFG {w:g}, {args.steps} steps | {own:.3f} | {other:.3f} | {top1(z):.3f} |")
 
 
 def align_table(args) -> None:
@@ -128,7 +161,7 @@ def align_table(args) -> None:
         if scale:
             d = ClipGuidedDenoiser(d, clip, scale, interval=args.clip_interval, decode=decoder_of(cfg.data.latent))
             cond = {**cond, **gcond}
-        z = generate(d, sched, shape, seeds, steps=steps, cond=cond, batch_size=50)
+        z = generate(d, sched, shape, seeds, sampler=args.sampler, steps=steps, cond=cond, batch_size=50)
         return decode_latents(cfg.data.latent, z)
 
     un = load_unclip(args.unclip)
@@ -143,22 +176,21 @@ def align_table(args) -> None:
                 )
 
         return sample_prompts(
-            un, prompts, seeds, prior_cfg=args.prior_cfg, decoder_cfg=args.cfg, steps=steps, prior_steps=args.steps,
+            un, prompts, seeds, prior_cfg=args.prior_cfg, decoder_cfg=args.cfg, sampler=args.sampler, steps=steps,
+            prior_steps=args.steps,
             guide=guide, guide_cond=gcond if scale else None,
         )  # fmt: skip
 
     n, m = args.steps, args.matched_steps
-    record(f"direct text, CFG {args.cfg:g}", str(n), lambda: direct(n, 0.0))
-    record(f"direct text, CFG {args.cfg:g}", str(m), lambda: direct(m, 0.0))
-    record(
-        f"direct text, CFG {args.cfg:g} + CLIP guidance {args.clip_scale:g}", str(n), lambda: direct(n, args.clip_scale)
-    )
-    record(f"unCLIP prior/decoder, CFG {args.prior_cfg:g}/{args.cfg:g}", f"{n}+{n}", lambda: unclip(n, 0.0))
-    record(f"unCLIP prior/decoder, CFG {args.prior_cfg:g}/{args.cfg:g}", f"{n}+{m}", lambda: unclip(m, 0.0))
-    record(
-        f"unCLIP prior/decoder, CFG {args.prior_cfg:g}/{args.cfg:g} + CLIP guidance {args.clip_scale:g}", f"{n}+{n}",
-        lambda: unclip(n, args.clip_scale),
-    )  # fmt: skip
+    base, ucfg = f"direct text, CFG {args.cfg:g}", f"unCLIP prior/decoder, CFG {args.prior_cfg:g}/{args.cfg:g}"
+    record(base, str(n), lambda: direct(n, 0.0))
+    record(base, str(m), lambda: direct(m, 0.0))
+    for sc in args.clip_scales:
+        record(f"{base} + CLIP guidance {sc:g}", str(n), lambda sc=sc: direct(n, sc))
+    record(ucfg, f"{n}+{n}", lambda: unclip(n, 0.0))
+    record(ucfg, f"{n}+{m}", lambda: unclip(m, 0.0))
+    for sc in args.clip_scales:
+        record(f"{ucfg} + CLIP guidance {sc:g}", f"{n}+{n}", lambda sc=sc: unclip(n, sc))
     real = torch.stack([ds[i]["x"] for i in range(len(ds))])
     s = score(chk.read(to_pixels(real).permute(0, 2, 3, 1).numpy()), ds.layouts)
     cs = float(clip_score(clip, real, prompts).mean())
@@ -174,21 +206,27 @@ def main() -> None:
     a = sub.add_parser("retrieval")
     a.add_argument("--clip", required=True)
     a.add_argument("--num", type=int, default=1000)
+    c = sub.add_parser("prior")
+    c.add_argument("--unclip", required=True)
+    c.add_argument("--num", type=int, default=500)
+    c.add_argument("--steps", type=int, default=20)
+    c.add_argument("--prior-cfgs", type=lambda s: [float(v) for v in s.split(",")], default=[1.0, 2.0, 4.0])
     b = sub.add_parser("align")
     b.add_argument("--text-run", required=True)
     b.add_argument("--unclip", required=True)
     b.add_argument("--clip", required=True)
     b.add_argument("--num", type=int, default=100)
-    b.add_argument("--steps", type=int, default=20)
-    b.add_argument("--matched-steps", type=int, default=60, help="unguided steps that take about the guided time")
+    b.add_argument("--steps", type=int, default=15)
+    b.add_argument("--sampler", default="dpmpp_2m")
+    b.add_argument("--matched-steps", type=int, default=45, help="unguided steps that take about the guided time")
     b.add_argument("--cfg", type=float, default=5.0)
     b.add_argument("--prior-cfg", type=float, default=2.0)
-    b.add_argument("--clip-scale", type=float, default=3.0)
+    b.add_argument("--clip-scales", type=lambda v: [float(x) for x in v.split(",")], default=[3.0])
     b.add_argument("--clip-interval", default=None)
     b.add_argument("--json", default=None)
     b.add_argument("--save", default=None, help="folder for a grid of the first 16 images per method")
     args = p.parse_args()
-    {"retrieval": retrieval_table, "align": align_table}[args.cmd](args)
+    {"retrieval": retrieval_table, "align": align_table, "prior": prior_table}[args.cmd](args)
 
 
 if __name__ == "__main__":
