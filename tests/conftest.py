@@ -16,22 +16,10 @@ def _one_torch_thread():
 
 @pytest.fixture
 def fake_fashion_mnist(tmp_path_factory, monkeypatch):
-    """A small stand-in for the Fashion-MNIST IDX files (train: 8 items per class, test: 4), each class a bar of
-    its own width, so tests never need the real files; $NOISECRAFT_FASHION_MNIST points at it."""
-    import gzip
+    """A small stand-in for the Fashion-MNIST IDX files (tiny_models.write_fake_fashion_mnist: train 8 items per
+    class, test 4); $NOISECRAFT_FASHION_MNIST points at it."""
+    from tiny_models import write_fake_fashion_mnist
 
-    import numpy as np
-
-    root = tmp_path_factory.mktemp("fashion")
-    rng = np.random.default_rng(0)
-    for split, per in (("train", 8), ("t10k", 4)):
-        labels = np.repeat(np.arange(10), per).astype(np.uint8)
-        images = np.zeros((len(labels), 28, 28), np.uint8)
-        for i, k in enumerate(labels):
-            images[i, 4:24, 12 - k : 14 + k] = rng.integers(150, 256)
-        for kind, arr in (("images-idx3-ubyte", images), ("labels-idx1-ubyte", labels)):
-            header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
-            with gzip.open(root / f"{split}-{kind}.gz", "wb") as f:
-                f.write(header + arr.tobytes())
+    root = write_fake_fashion_mnist(tmp_path_factory.mktemp("fashion"))
     monkeypatch.setenv("NOISECRAFT_FASHION_MNIST", str(root))
     return root

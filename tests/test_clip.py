@@ -11,7 +11,7 @@ import torch
 
 from noisecraft.cli.main import main
 from noisecraft.models.clip import HFClip, clip_loss, clip_score, load_clip, retrieval_top1
-from tiny_models import make_tiny_clip, make_tiny_clip_model
+from tiny_models import make_tiny_clip, make_tiny_clip_model, write_fake_fashion_mnist
 
 
 def test_clip_loss_closed_forms():
@@ -32,7 +32,7 @@ def clip_run(tmp_path_factory):
     its text tower on a tiny random CLIP text encoder."""
     root = tmp_path_factory.mktemp("clip")
     mp = pytest.MonkeyPatch()
-    _write_fake_fashion(root / "fm")
+    write_fake_fashion_mnist(root / "fm", test_per_class=12)
     mp.setenv("NOISECRAFT_FASHION_MNIST", str(root / "fm"))
     text = make_tiny_clip(root / "text", max_positions=64)
     out = root / "clip"
@@ -41,24 +41,6 @@ def clip_run(tmp_path_factory):
     assert main([*argv, "--out", str(out)]) == 0
     yield out, text
     mp.undo()
-
-
-def _write_fake_fashion(root):
-    import gzip
-
-    import numpy as np
-
-    root.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, per in (("train", 8), ("t10k", 12)):
-        labels = np.repeat(np.arange(10), per).astype(np.uint8)
-        images = np.zeros((len(labels), 28, 28), np.uint8)
-        for i, k in enumerate(labels):
-            images[i, 4:24, 12 - k : 14 + k] = rng.integers(150, 256)
-        for kind, arr in (("images-idx3-ubyte", images), ("labels-idx1-ubyte", labels)):
-            header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
-            with gzip.open(root / f"{split}-{kind}.gz", "wb") as f:
-                f.write(header + arr.tobytes())
 
 
 def test_train_clip_learns_and_beats_chance(clip_run):

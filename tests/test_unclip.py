@@ -13,8 +13,7 @@ from PIL import Image
 from noisecraft.cli.main import main
 from noisecraft.sampling.unclip import sample_image_embeds
 from noisecraft.training import unclip as U
-from test_clip import _write_fake_fashion
-from tiny_models import make_tiny_clip
+from tiny_models import make_tiny_clip, write_fake_fashion_mnist
 
 
 def test_prior_learns_a_known_text_to_image_embedding_map(tmp_path):
@@ -43,7 +42,7 @@ def test_prior_learns_a_known_text_to_image_embedding_map(tmp_path):
 def unclip_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("unclip")
     mp = pytest.MonkeyPatch()
-    _write_fake_fashion(root / "fm")
+    write_fake_fashion_mnist(root / "fm", test_per_class=12)
     mp.setenv("NOISECRAFT_FASHION_MNIST", str(root / "fm"))
     text = make_tiny_clip(root / "text", max_positions=64)
     clip = root / "clip"

@@ -163,3 +163,24 @@ def make_tiny_unclip(folder: Path, clip_folder: Path, embed_dim: int = 8, seed: 
     run_loop(folder / "prior", prior, prior_step, LoopSettings(**loop), {"part": "prior"}, progress=False)
     run_loop(folder / "decoder", decoder, decoder_step, LoopSettings(**loop), {"part": "decoder"}, progress=False)
     return folder
+
+
+def write_fake_fashion_mnist(root, test_per_class: int = 4):
+    """A small stand-in for the Fashion-MNIST IDX files in folder `root` (train: 8 items per class, test:
+    `test_per_class`), each class a bar of its own width, so tests never need the real files."""
+    import gzip
+
+    import numpy as np
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, per in (("train", 8), ("t10k", test_per_class)):
+        labels = np.repeat(np.arange(10), per).astype(np.uint8)
+        images = np.zeros((len(labels), 28, 28), np.uint8)
+        for i, k in enumerate(labels):
+            images[i, 4:24, 12 - k : 14 + k] = rng.integers(150, 256)
+        for kind, arr in (("images-idx3-ubyte", images), ("labels-idx1-ubyte", labels)):
+            header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+            with gzip.open(root / f"{split}-{kind}.gz", "wb") as f:
+                f.write(header + arr.tobytes())
+    return root

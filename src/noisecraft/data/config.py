@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from noisecraft.errors import NoisecraftError, check_choice
+from noisecraft.typed_config import config_from_dict
 
 BUILTINS = ("digits", "fashion-mnist", "scenes")
 CROPS = ("center", "random")
@@ -146,7 +147,7 @@ class DataConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataConfig:
         """Build from a dict (e.g. parsed JSON); unknown keys are an error naming the valid ones."""
-        return _from_dict(cls, d, "data")
+        return config_from_dict(cls, d, "data")
 
 
 def parse_colour(text: str) -> tuple[int, int, int]:
@@ -177,13 +178,3 @@ def _int(name: str, value: Any, lo: int, hi: int | None) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
         rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
         raise NoisecraftError(f"{name} must be an integer {rng}, got {value!r}")
-
-
-def _from_dict(cls: type, d: dict[str, Any], what: str):
-    if not isinstance(d, dict):
-        raise NoisecraftError(f"{what} config must be a mapping, got {type(d).__name__}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(d) - set(names))
-    if unknown:
-        raise NoisecraftError(f"unknown {what} config key(s) {', '.join(unknown)}; valid keys: {', '.join(names)}")
-    return cls(**d)

@@ -27,6 +27,7 @@ from noisecraft.core.denoiser import batch_sigma
 from noisecraft.core.schedules import SCHEDULES, Schedule, make_schedule
 from noisecraft.errors import NoisecraftError, check_choice
 from noisecraft.models.mlp import FourierEmbedding
+from noisecraft.typed_config import config_from_dict
 
 WEIGHTS_NAME = "classifier.safetensors"
 CONFIG_NAME = "classifier.json"
@@ -81,11 +82,7 @@ class ClassifierConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClassifierConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise NoisecraftError(f"unknown classifier config key(s) {', '.join(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "classifier")
 
     def build_schedule(self) -> Schedule:
         return make_schedule(self.schedule, **self.schedule_kwargs)

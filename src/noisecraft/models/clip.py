@@ -33,6 +33,7 @@ from noisecraft.errors import NoisecraftError
 from noisecraft.models.classifier import _ResBlock
 from noisecraft.models.mlp import FourierEmbedding
 from noisecraft.models.text import TextConfig
+from noisecraft.typed_config import config_from_dict
 
 WEIGHTS_NAME = "clip.safetensors"
 CONFIG_NAME = "clip.json"
@@ -91,11 +92,7 @@ class ClipConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClipConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise NoisecraftError(f"unknown clip config key(s) {', '.join(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "clip")
 
 
 class TextHead(nn.Module):

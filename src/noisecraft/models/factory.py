@@ -19,6 +19,7 @@ from noisecraft.core.denoiser import PreconditionedDenoiser
 from noisecraft.core.precond import NOISE_INPUTS, PARAMETERISATIONS, Preconditioner
 from noisecraft.core.schedules import BETA_SCHEDULES, SCHEDULES, Schedule, make_schedule
 from noisecraft.errors import NoisecraftError, check_choice
+from noisecraft.typed_config import config_from_dict
 
 ARCHS = ("mlp", "unet", "dit", "cond-unet")
 TEXT_LAYOUTS = ("noisecraft", "sd")
@@ -144,13 +145,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Build from a dict (e.g. parsed JSON); unknown keys are an error naming the valid ones."""
-        if not isinstance(d, dict):
-            raise NoisecraftError(f"model config must be a mapping, got {type(d).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            raise NoisecraftError(f"unknown model config key(s) {', '.join(unknown)}; valid keys: {', '.join(names)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "model")
 
 
 class FlatMLP(nn.Module):

@@ -35,6 +35,7 @@ from noisecraft.models.factory import ModelConfig, build_denoiser
 from noisecraft.models.unclip import DecoderNet, PriorNet
 from noisecraft.training.clip_train import pick_one
 from noisecraft.training.small_loop import LoopSettings, load_weights, run_loop
+from noisecraft.typed_config import config_from_dict
 
 CONFIG_NAME = "unclip.json"
 
@@ -81,11 +82,7 @@ class UnclipConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UnclipConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise NoisecraftError(f"unknown unclip config key(s) {', '.join(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "unclip")
 
 
 def is_unclip_run(path: str | Path) -> bool:
