@@ -46,7 +46,7 @@ def clip_run(tmp_path_factory):
 def test_train_clip_learns_and_beats_chance(clip_run):
     out, _ = clip_run
     log = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
-    assert log[-1]["loss"] < 0.8 * log[0]["loss"]  # the InfoNCE loss falls
+    assert log[-1]["loss"] < 0.8 * math.log(32)  # the InfoNCE loss falls well below chance's log B (B = 32)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["retrieval_top1_of_100"] > 0.05  # chance is 0.01 (held-out scenes: test-split items)
     clip = load_clip(out)
@@ -54,18 +54,24 @@ def test_train_clip_learns_and_beats_chance(clip_run):
     assert clip.image_embeds(torch.zeros(2, 3, 32, 32)).norm(dim=-1) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_train_clip_resumes_to_more_steps(clip_run, tmp_path, capsys):
-    out, text = clip_run
+def test_train_clip_resumes_from_its_record_to_the_same_weights(clip_run, tmp_path, capsys):
+    """The run folder alone says what to run: with its newest checkpoint gone (a crash after step 40), --resume
+    continues from step 40 and ends at the uninterrupted run's weights, bit for bit (training.core.fit)."""
     import shutil
 
+    from safetensors.torch import load_file
+
+    out, text = clip_run
     run = tmp_path / "copy"
     shutil.copytree(out, run)
-    argv = ["train-clip", "--data", "scenes", "--size", "160", "--steps", "90", "--batch-size", "32", "--lr", "1e-3"]
-    argv += ["--text", f"clip:{text}", "--holdout", "100", "--checkpoint-every", "40", "--no-progress"]
-    assert main([*argv, "--out", str(run), "--resume"]) == 0
-    assert "resuming from" in capsys.readouterr().out
-    assert (run / "checkpoints" / "step-00000090").is_dir()
+    shutil.rmtree(run / "checkpoints" / "step-00000080")
+    (run / "clip.safetensors").unlink()
     capsys.readouterr()
+    assert main(["train-clip", "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    a, b = load_file(out / "clip.safetensors"), load_file(run / "clip.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    argv = ["train-clip", "--data", "scenes", "--size", "160", "--steps", "90", "--text", f"clip:{text}"]
     assert main([*argv, "--out", str(run)]) == 2  # without --resume: refused, nothing overwritten
     assert "--resume" in capsys.readouterr().err
 

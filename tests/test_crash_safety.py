@@ -312,3 +312,40 @@ def test_minutes_plans_the_classifier_run_and_the_plan_is_kept(tmp_path, monkeyp
     assert record["minutes"] is None and steps == 30  # 30 s at 1 s a step (10 timed, 20 planned after them)
     assert ckpt.latest_checkpoint(run).name == f"step-{steps:08d}"
     assert json.loads((ckpt.latest_checkpoint(run) / "config.json").read_text())["args"]["steps"] == steps
+
+
+# The CLIP trainer runs the same loop core: a SIGKILL between checkpoints, and the resume from its record alone
+# ends at the uninterrupted run's weights, bit for bit.
+@pytest.fixture(scope="module")
+def clip_reference(tmp_path_factory):
+    from test_clip import _write_fake_fashion
+    from tiny_models import make_tiny_clip
+
+    root = tmp_path_factory.mktemp("clip-crash")
+    _write_fake_fashion(root / "fm")
+    text = make_tiny_clip(root / "text", max_positions=64)
+    argv = ["train-clip", "--data", "scenes", "--size", "40", "--steps", "12", "--batch-size", "8", "--holdout", "0",
+            "--embed-dim", "8", "--width", "8", "--text", f"clip:{text}", "--checkpoint-every", "4"]  # fmt: skip
+    argv += ["--no-progress"]
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NOISECRAFT_FASHION_MNIST", str(root / "fm"))
+    assert main([*argv, "--out", str(root / "ref")]) == 0
+    yield root / "ref", argv, str(root / "fm")
+    mp.undo()
+
+
+def test_a_killed_clip_run_resumes_bit_identically(clip_reference, tmp_path, capsys):
+    ref, argv, fashion = clip_reference
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "NOISECRAFT_FASHION_MNIST": fashion}
+    r = subprocess.run(
+        [sys.executable, "-c", KILL_AT_UPDATE, "7", *argv, "--out", str(run)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-00000004"]  # killed between checkpoints
+    assert not (run / "clip.safetensors").exists()
+    assert main(["train-clip", "--out", str(run), "--resume", "--no-progress"]) == 0  # the folder says what to run
+    assert "resuming from" in capsys.readouterr().out
+    assert _same_weights(ref / "checkpoints/step-00000012", run / "checkpoints/step-00000012")
+    assert _same_file_tensors(ref / "clip.safetensors", run / "clip.safetensors")

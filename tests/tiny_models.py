@@ -138,14 +138,15 @@ def make_tiny_unclip(folder: Path, clip_folder: Path, embed_dim: int = 8, seed: 
 
     import torch
 
+    from noisecraft.core.ema import EMA
     from noisecraft.models.factory import ModelConfig
     from noisecraft.training import unclip as U
-    from noisecraft.training.small_loop import LoopSettings, run_loop
+    from noisecraft.training.core import LoopSettings, adamw, fit
 
     folder = Path(folder)
     dec = ModelConfig(arch="cond-unet", resolution=32, channels=3, text_dim=embed_dim,
                       net_kwargs={"block_out_channels": [32, 32]})  # fmt: skip
-    loop = dataclasses.asdict(LoopSettings(steps=1, batch=2, seed=seed))
+    loop = dataclasses.asdict(LoopSettings(steps=1, lr=1e-3, batch=2, seed=seed))
     cfg = U.UnclipConfig(embed_dim=embed_dim, decoder=dec.to_dict(), prior_loop=loop, decoder_loop=loop)
     folder.mkdir(parents=True, exist_ok=True)
     ref = U.copy_clip(clip_folder, folder)
@@ -154,14 +155,16 @@ def make_tiny_unclip(folder: Path, clip_folder: Path, embed_dim: int = 8, seed: 
     decoder, _ = U.build_decoder(cfg)
     e = torch.nn.functional.normalize(torch.randn(2, embed_dim), dim=-1)
 
-    def prior_step(m, g):
-        return (m(torch.randn(2, embed_dim), 1.0, clip_text=e) ** 2).mean()[None]
+    def prior_loss(step, g):
+        return (prior(torch.randn(2, embed_dim), 1.0, clip_text=e) ** 2).mean()[None], 2
 
-    def decoder_step(m, g):
-        return (m(torch.randn(2, 3, 32, 32), 1.0, clip_image=e) ** 2).mean()[None]
+    def decoder_loss(step, g):
+        return (decoder(torch.randn(2, 3, 32, 32), 1.0, clip_image=e) ** 2).mean()[None], 2
 
-    run_loop(folder / "prior", prior, prior_step, LoopSettings(**loop), {"part": "prior"}, progress=False)
-    run_loop(folder / "decoder", decoder, decoder_step, LoopSettings(**loop), {"part": "decoder"}, progress=False)
+    for part, model, loss in (("prior", prior, prior_loss), ("decoder", decoder, decoder_loss)):
+        settings = LoopSettings(**loop)
+        fit(folder / part, model, adamw(model, settings), loss, settings, {"part": part}, ema=EMA(model),
+            progress=False, say=lambda *_: None)  # fmt: skip
     return folder
 
 

@@ -1,12 +1,14 @@
-"""The run record of the small trainers (train-classifier, train-vae): OUT/config.json holds the command line,
-written before anything slow (no torch import here), so a run killed in its first seconds is resumed as itself.
+"""The run record of the small trainers (train-classifier, train-vae, train-clip, train-unclip): OUT/config.json
+holds the command line, written before anything slow (no torch import here), so a run killed in its first
+seconds is resumed as itself.
 
     {"trainer": "classifier", "args": {"data": "digits", "steps": 2000, ...}}
 
 ``start(args, trainer)`` checks --out up front (a file in the way, a folder that cannot be written: one line),
 then either writes the record (a new run; refused if the folder already holds checkpoints) or, with --resume,
-reads it back and returns the recorded arguments (flags that only steer this process, --no-progress, are
-today's). training.core.fit keeps the record beside every checkpoint, with the planned steps of a --minutes run.
+reads it back and returns the recorded arguments (flags that only steer this process, --no-progress and
+--device, are today's). training.core.fit keeps the record beside every checkpoint, with the planned steps of a
+--minutes run.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-NOT_RECORDED = ("resume", "no_progress", "command", "_module", "created")
+NOT_RECORDED = ("resume", "no_progress", "device", "command", "_module", "created")
 
 
 def start(args: argparse.Namespace, trainer: str) -> argparse.Namespace:

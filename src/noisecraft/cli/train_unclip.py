@@ -1,9 +1,13 @@
 """Train an unCLIP run (Ramesh et al. 2022) on captioned images with a trained CLIP: a diffusion prior from the
 CLIP text embedding to the CLIP image embedding, and a decoder from the image embedding (plus the text
 embedding) to the image, both trained with conditioning dropout so CFG works on either. See docs/unclip.md.
+Both run on the trainers' shared loop (training.core.fit): OUT/config.json records the command line before
+anything slow, checkpoints are crash-safe, --resume continues a killed run bit for bit, and --minutes is a time
+budget for the whole run, split between the prior and the decoder in the ratio of their --*-steps.
 
 Examples:
   noisecraft train-unclip --clip runs/clip-scenes --data scenes --latent runs/vae-scenes --out runs/unclip
+  noisecraft train-unclip --out runs/unclip --resume        # after Ctrl-C, a crash or kill -9
   noisecraft sample runs/unclip --prompt "a red bag on the left" --num 8 --cfg 3
   noisecraft edit variations runs/unclip scene.png --num 4
 """
@@ -16,8 +20,8 @@ from noisecraft.cli.args import add_device_argument, non_negative_int, positive_
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--clip", required=True, help="a CLIP folder (noisecraft train-clip, or a transformers CLIP)")
-    p.add_argument("--data", required=True, help="captioned data: scenes, a folder with captions, hf:...")
+    p.add_argument("--clip", default=None, help="a CLIP folder (noisecraft train-clip, or a transformers CLIP)")
+    p.add_argument("--data", default=None, help="captioned data: scenes, a folder with captions, hf:...")
     p.add_argument("--out", required=True, help="the unCLIP run folder")
     p.add_argument("--latent", default=None, help="autoencoder folder: the decoder works on its latents")
     p.add_argument("--size", type=positive_int, default=10000, help="number of scenes (scenes only)")
@@ -29,20 +33,89 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--widths", default=None, help="decoder channels per level, e.g. 32,32 (default: the preset's)")
     p.add_argument("--schedule", default="linear", help="decoder noise schedule")
     p.add_argument("--parameterisation", default="eps", help="decoder parameterisation")
+    p.add_argument(
+        "--minutes", type=positive_float, default=None, help="time budget of both parts instead of their --*-steps"
+    )
     p.add_argument("--checkpoint-every", type=positive_int, default=250, help="steps between checkpoints")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (after Ctrl-C, a crash or kill -9)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from noisecraft.cli import run_record
+
+    if not args.resume:
+        _check(args)
+        if args.minutes is not None:  # each part's share of the budget, recorded with the command line
+            share = args.prior_steps / (args.prior_steps + args.decoder_steps)
+            args.prior_minutes, args.decoder_minutes = args.minutes * share, args.minutes * (1 - share)
+    args = run_record.start(args, "unclip")  # OUT/config.json before anything slow; --resume reads it back
+    _check(args)
+    from noisecraft.training.interrupt import TrainingInterrupted
+
+    try:
+        return _train(args)
+    except TrainingInterrupted as e:
+        return run_record.stopped(e, args.out, "train-unclip")
+
+
+def _check(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from noisecraft.errors import NoisecraftError
+
+    if args.clip is None or args.data is None:
+        raise NoisecraftError("pass --clip FOLDER (a trained CLIP) and --data SOURCE (captioned images, e.g. scenes)")
+    if (Path(args.out) / "unclip.json").is_file() and not args.resume:
+        raise NoisecraftError(
+            f"{args.out} already holds an unCLIP run: pass --resume to continue, or choose a new --out"
+        )
+
+
+def _train(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from noisecraft.cli import run_record
+    from noisecraft.training import unclip as U
+    from noisecraft.training.run_folder import write_text_atomic
+
+    out = Path(args.out)
+    with run_record.removed_if_refused(args):  # refused before training (bad data, a CLIP that does not load)
+        x, img, text_emb, cfg, ref, clip = _prepare(args, out)
+    progress = not args.no_progress
+
+    def planned(part: str):
+        def record(steps: int) -> dict:  # a --minutes part planned into `steps`: the records say so
+            setattr(args, f"{part}_steps", steps)
+            setattr(args, f"{part}_minutes", None)
+            if getattr(args, "prior_minutes", None) is None and getattr(args, "decoder_minutes", None) is None:
+                args.minutes = None
+            write_text_atomic(out / "config.json", json.dumps(run_record.record_of(args, "unclip"), indent=2))
+            getattr(cfg, f"{part}_loop").update(steps=steps, minutes=None)
+            write_text_atomic(out / U.CONFIG_NAME, json.dumps({**cfg.to_dict(), "_clip": ref}, indent=2))
+            return {"unclip": cfg.to_dict(), "part": part}
+
+        return record
+
+    print(f"prior: {args.prior_steps} steps over {clip.embed_dim}-d CLIP embeddings")
+    U.train_prior(cfg, img, text_emb, out / "prior", args.resume, progress, planned("prior"))
+    print(f"decoder: {args.decoder_steps} steps on {'latents' if args.latent else 'pixels'} {tuple(x.shape[1:])}")
+    U.train_decoder(cfg, x, img, text_emb, out / "decoder", args.resume, progress, planned("decoder"))
+    print(f"wrote the unCLIP run {out} (sample it: noisecraft sample {out} --prompt '...')")
+    return 0
+
+
+def _prepare(args: argparse.Namespace, out):
+    """(decoder data, image embeddings, caption embeddings per item, the UnclipConfig, the CLIP reference, the
+    CLIP) of the run `args` describe, on its device; unclip.json and the CLIP copy written."""
     import json
     from pathlib import Path
 
     import torch
 
-    from noisecraft.cli.args import output_dir
     from noisecraft.data.config import DataConfig
     from noisecraft.errors import NoisecraftError
     from noisecraft.models.clip import load_clip
@@ -50,12 +123,10 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.sampling.generate import resolve_device
     from noisecraft.training import unclip as U
     from noisecraft.training.clip_train import load_captioned
-    from noisecraft.training.small_loop import LoopSettings
+    from noisecraft.training.core import LoopSettings
+    from noisecraft.training.run_folder import write_text_atomic
 
-    out = output_dir(args.out)
     device = resolve_device(args.device)
-    if (out / U.CONFIG_NAME).is_file() and not args.resume:
-        raise NoisecraftError(f"{out} already holds an unCLIP run: pass --resume to continue, or choose a new --out")
     clip = load_clip(args.clip, device)
     shape = clip.config.shape if hasattr(clip, "config") else (3, 32, 32)
     data = DataConfig(source=args.data, resolution=shape[-1], channels=shape[0], captions=True, scenes_size=args.size,
@@ -84,14 +155,22 @@ def run(args: argparse.Namespace) -> int:
         arch="cond-unet", preset=args.preset, resolution=x.shape[-1], channels=x.shape[1], text_dim=clip.embed_dim,
         schedule=args.schedule, parameterisation=args.parameterisation, net_kwargs=net_kwargs,
     )  # fmt: skip
-    common = dict(lr=args.lr, checkpoint_every=args.checkpoint_every, seed=args.seed, log_every=50)
+    common = dict(lr=args.lr, checkpoint_every=args.checkpoint_every, seed=args.seed)
+    pm, dm = getattr(args, "prior_minutes", None), getattr(args, "decoder_minutes", None)
+    every = [max(1, min(50, n // 10)) for n in (args.prior_steps, args.decoder_steps)]  # >= 10 log records
+    prior_loop = LoopSettings(
+        steps=args.prior_steps, batch=8 * args.batch_size, minutes=pm, log_every=every[0], **common
+    )
+    decoder_loop = LoopSettings(
+        steps=args.decoder_steps, batch=args.batch_size, minutes=dm, log_every=every[1], **common
+    )
     cfg = U.UnclipConfig(
         embed_dim=clip.embed_dim,
         image_shape=tuple(images.shape[1:]),
         latent=None if args.latent is None else str(Path(args.latent).resolve()),
         decoder=decoder.to_dict(),
-        prior_loop=vars(LoopSettings(steps=args.prior_steps, batch=8 * args.batch_size, **common)),
-        decoder_loop=vars(LoopSettings(steps=args.decoder_steps, batch=args.batch_size, **common)),
+        prior_loop=vars(prior_loop),
+        decoder_loop=vars(decoder_loop),
         data=data.to_dict(),
     )
     if (out / U.CONFIG_NAME).is_file():
@@ -101,14 +180,5 @@ def run(args: argparse.Namespace) -> int:
             raise NoisecraftError(f"cannot resume {out}: {', '.join(fixed)} changed; use the run's own options")
     out.mkdir(parents=True, exist_ok=True)
     ref = U.copy_clip(args.clip, out)
-    from noisecraft.training.run_folder import write_text_atomic
-
     write_text_atomic(out / U.CONFIG_NAME, json.dumps({**cfg.to_dict(), "_clip": ref}, indent=2))
-    progress = not args.no_progress
-    print(f"prior: {args.prior_steps} steps over {clip.embed_dim}-d CLIP embeddings")
-    U.train_prior(cfg, img.to(device), [t.to(device) for t in text_emb], out / "prior", args.resume, progress)
-    print(f"decoder: {args.decoder_steps} steps on {'latents' if args.latent else 'pixels'} {tuple(x.shape[1:])}")
-    U.train_decoder(cfg, x.to(device), img.to(device), [t.to(device) for t in text_emb], out / "decoder",
-                    args.resume, progress)  # fmt: skip
-    print(f"wrote the unCLIP run {out} (sample it: noisecraft sample {out} --prompt '...')")
-    return 0
+    return x.to(device), img.to(device), [t.to(device) for t in text_emb], cfg, ref, clip

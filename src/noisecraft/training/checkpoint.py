@@ -236,3 +236,16 @@ def load_run(path: str | Path, ema: bool = True, device: str | torch.device | No
 
         attach_text_encoder(denoiser, load_text_encoder(cfg.text, device))
     return denoiser.to(device).eval().requires_grad_(False), schedule, cfg
+
+
+def load_weights(run: str | Path, model: nn.Module, ema: bool = True) -> nn.Module:
+    """Load the newest checkpoint of a training.core.fit run folder (or a checkpoint folder) into `model`: its
+    EMA weights, or the raw ones with ema=False. A file that does not fit the model is a one-line error."""
+    last = resolve_checkpoint(run)
+    weights = "ema.safetensors" if ema else "model.safetensors"
+    check_loadable(last, weights)
+    try:
+        model.load_state_dict(load_tensors(last / weights))
+    except RuntimeError as e:
+        raise NoisecraftError(f"cannot load {last / weights}: {str(e).splitlines()[0][:200]}") from None
+    return model

@@ -2,7 +2,7 @@
 
 Each step draws a batch of items and one of each item's captions, and (noise-aware CLIP) a noise level per image:
 σ = 0 for half the batch, log-uniform in [sigma_min, sigma_max] for the rest, the image becoming x0 + σ·ε. The
-loss is CLIP's symmetric InfoNCE. The run folder holds resumable checkpoints (training.small_loop) and, at the
+loss is CLIP's symmetric InfoNCE. The run folder holds resumable checkpoints (training.core.fit) and, at the
 end, OUT/clip.safetensors + OUT/clip.json, what ``load_clip`` reads.
 """
 
@@ -17,7 +17,7 @@ from torch import Tensor
 from noisecraft.data.config import DataConfig
 from noisecraft.errors import NoisecraftError
 from noisecraft.models.clip import ClipConfig, SmallClip, build_clip, clip_loss
-from noisecraft.training.small_loop import LoopSettings, run_loop
+from noisecraft.training.core import LoopSettings
 
 
 def load_captioned(data: DataConfig) -> tuple[Tensor, list[list[str]]]:
@@ -59,8 +59,17 @@ def train_clip(
     device: str | torch.device = "cpu",
     log: list[float] | None = None,
     run_config: dict | None = None,
+    on_plan=None,
 ) -> SmallClip:
-    """Train a SmallClip on (images, captions) into run folder `out`; writes OUT/clip.safetensors + clip.json."""
+    """Train a SmallClip on (images, captions) into run folder `out` (training.core.fit: crash-safe checkpoints,
+    resume, --minutes, Ctrl-C/SIGTERM); writes OUT/clip.safetensors + clip.json (the EMA weights).
+
+    `run_config` is what OUT/config.json holds (default: the CLIP config and the settings); on_plan(steps) that
+    record once a time budget is planned into `steps`. `log`, if given, gets the per-step losses.
+    """
+    from noisecraft.core.ema import EMA
+    from noisecraft.training.core import adamw, fit
+
     if images.ndim != 4 or tuple(images.shape[1:]) != config.shape:
         raise NoisecraftError(f"images must be (N, {', '.join(map(str, config.shape))}), got {tuple(images.shape)}")
     if len(captions) != len(images) or not all(captions):
@@ -77,7 +86,10 @@ def train_clip(
     images = images.to(device)
     batch = min(settings.batch, len(images))
 
-    def step(m: SmallClip, g: torch.Generator) -> Tensor:
+    ema = EMA(model, settings.ema_decay)
+    opt = adamw(model, settings)
+
+    def loss_fn(_step: int, g: torch.Generator) -> tuple[Tensor, int]:
         idx = torch.randperm(len(images), generator=g)[:batch]  # distinct items: one positive per row
         pick = torch.rand(batch, generator=g)
         prompts = [pick_one(captions[i], u) for i, u in zip(idx.tolist(), pick.tolist())]
@@ -87,12 +99,16 @@ def train_clip(
             sigma = noisy_sigmas(batch, config, g)
             x0 = x0 + sigma.to(x0.dtype)[:, None, None, None].to(device) * torch.randn(x0.shape, generator=g).to(device)
         t = enc.encode(prompts, device=device)
-        img = m.image_embeds(x0, sigma.to(device))
-        txt = m.text_features(t["text_states"], t["text_mask"])
-        return clip_loss(img, txt, m.scale())[None]
+        img = model.image_embeds(x0, sigma.to(device))
+        txt = model.text_features(t["text_states"], t["text_mask"])
+        loss = clip_loss(img, txt, model.scale())[None]  # (1,): the batch's InfoNCE
+        if log is not None:
+            log.append(loss.item())
+        return loss, batch
 
-    cfg_dict = {"clip": config.to_dict(), "loop": dataclasses.asdict(settings), **(run_config or {})}
-    ema = run_loop(out, model, step, settings, cfg_dict, resume, progress, "train clip", log)
+    record = run_config or {"clip": config.to_dict(), "loop": dataclasses.asdict(settings)}
+    fit(out, model, opt, loss_fn, settings, record, ema=ema, resume=resume, progress=progress, desc="train clip",
+        on_plan=on_plan)  # fmt: skip
     final: SmallClip = ema.model
     final.text_encoder = enc
     final.save(out)

@@ -137,9 +137,12 @@ class LoopSettings:
     keep_last: int = 2
     minutes: float | None = None  # a time budget: the steps are planned from the first timed steps
     seed: int = 0
+    batch: int = 1  # samples a step draws (read by the trainer's loss_fn; fit counts what loss_fn returns)
+    weight_decay: float = 0.0  # AdamW's (adamw)
+    ema_decay: float = 0.999  # of the trainer's EMA, if it keeps one
 
     def __post_init__(self) -> None:
-        for name in ("steps", "log_every", "checkpoint_every", "keep_last"):
+        for name in ("steps", "log_every", "checkpoint_every", "keep_last", "batch"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise NoisecraftError(f"{name} must be a positive integer, got {v!r}")
@@ -147,6 +150,15 @@ class LoopSettings:
             raise NoisecraftError(f"lr must be positive and warmup_steps >= 0, got {self.lr}, {self.warmup_steps}")
         if self.minutes is not None and not self.minutes > 0:
             raise NoisecraftError(f"minutes must be positive, got {self.minutes}")
+        if not 0 <= self.ema_decay < 1 or self.weight_decay < 0:
+            raise NoisecraftError(f"ema_decay must lie in [0, 1) and weight_decay be >= 0, got {self.ema_decay}, "
+                                  f"{self.weight_decay}")  # fmt: skip
+
+
+def adamw(model: nn.Module, settings: LoopSettings) -> torch.optim.AdamW:
+    """AdamW (Loshchilov & Hutter 2019) over the trainable parameters at the settings' lr and weight decay."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
 
 
 def fit(

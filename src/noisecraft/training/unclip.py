@@ -3,7 +3,7 @@ a decoder (CLIP image embedding, plus optionally the text embedding → image), 
 
     RUN/unclip.json     UnclipConfig: the CLIP, the autoencoder (latent decoder), both model configs, dropouts
     RUN/clip/           a copy of the CLIP (a train-clip folder), so the run stands alone
-    RUN/prior/          a resumable run folder (training.small_loop) of the prior
+    RUN/prior/          a resumable run folder (training.core.fit) of the prior
     RUN/decoder/        a resumable run folder of the decoder
 
 Both are PreconditionedDenoisers trained with core.losses.DenoisingLoss and sampled with the registry's samplers:
@@ -33,8 +33,9 @@ from noisecraft.core.schedules import Schedule, make_schedule
 from noisecraft.errors import NoisecraftError
 from noisecraft.models.factory import ModelConfig, build_denoiser
 from noisecraft.models.unclip import DecoderNet, PriorNet
+from noisecraft.training.checkpoint import load_weights
 from noisecraft.training.clip_train import pick_one
-from noisecraft.training.small_loop import LoopSettings, load_weights, run_loop
+from noisecraft.training.core import LoopSettings
 from noisecraft.typed_config import config_from_dict
 
 CONFIG_NAME = "unclip.json"
@@ -52,7 +53,7 @@ class UnclipConfig:
         decoder: the decoder's ModelConfig (arch cond-unet, text_dim = E).
         prior_dropout: probability of a zero text embedding in prior training.
         image_dropout, text_dropout: probabilities of zero image / text embeddings in decoder training.
-        prior_loop, decoder_loop: their LoopSettings (as dicts).
+        prior_loop, decoder_loop: their training.core.LoopSettings (as dicts).
         data: the DataConfig (dict) the models were trained on.
     """
 
@@ -115,29 +116,44 @@ def _drop(v: Tensor, p: float, g: torch.Generator) -> Tensor:
     return v * keep[:, None]
 
 
+def _fit(model, loss_fn, settings: LoopSettings, out: Path, config, resume: bool, progress: bool, desc: str,
+         on_plan=None) -> torch.nn.Module:  # fmt: skip
+    """Train `model` in `out` with training.core.fit (AdamW, EMA); returns the EMA weights' model."""
+    from noisecraft.core.ema import EMA
+    from noisecraft.training.core import adamw, fit
+
+    ema = EMA(model, settings.ema_decay)
+    fit(out, model, adamw(model, settings), loss_fn, settings, config, ema=ema, resume=resume, progress=progress,
+        desc=desc, on_plan=on_plan)  # fmt: skip
+    return ema.model
+
+
 def train_prior(
-    cfg: UnclipConfig, image_emb: Tensor, text_emb: list[Tensor], out: Path, resume: bool, progress: bool = True
-) -> PreconditionedDenoiser:
-    """Train the prior on (image_emb (N, E), text_emb[i] (K_i, E): the CLIP embeddings of item i's captions)."""
+    cfg: UnclipConfig, image_emb: Tensor, text_emb: list[Tensor], out: Path, resume: bool, progress: bool = True,
+    on_plan=None,
+) -> PreconditionedDenoiser:  # fmt: skip
+    """Train the prior on (image_emb (N, E), text_emb[i] (K_i, E): the CLIP embeddings of item i's captions).
+    `on_plan(steps)`: the config to keep once a time budget (prior_loop minutes) is planned into `steps`."""
     settings = LoopSettings(**cfg.prior_loop)
     torch.manual_seed(settings.seed)
     prior, schedule = build_prior(cfg)
     loss = DenoisingLoss(schedule, "edm")
     scale = math.sqrt(cfg.embed_dim)
+    B = settings.batch
 
-    def step(m, g):
-        idx = torch.randint(0, len(image_emb), (settings.batch,), generator=g)
-        pick = torch.rand(settings.batch, generator=g)
+    def loss_fn(_step: int, g: torch.Generator) -> tuple[Tensor, int]:
+        idx = torch.randint(0, len(image_emb), (B,), generator=g)
+        pick = torch.rand(B, generator=g)
         t = torch.stack([pick_one(text_emb[i], u) for i, u in zip(idx.tolist(), pick.tolist())])  # (B, E)
-        return loss(m, image_emb[idx] * scale, generator=g, clip_text=_drop(t, cfg.prior_dropout, g))
+        return loss(prior, image_emb[idx] * scale, generator=g, clip_text=_drop(t, cfg.prior_dropout, g)), B
 
-    ema = run_loop(out, prior, step, settings, {"unclip": cfg.to_dict(), "part": "prior"}, resume, progress, "prior")
-    return ema.model
+    config = {"unclip": cfg.to_dict(), "part": "prior"}
+    return _fit(prior, loss_fn, settings, out, config, resume, progress, "prior", on_plan)
 
 
 def train_decoder(
     cfg: UnclipConfig, x: Tensor, image_emb: Tensor, text_emb: list[Tensor], out: Path, resume: bool,
-    progress: bool = True,
+    progress: bool = True, on_plan=None,
 ) -> PreconditionedDenoiser:  # fmt: skip
     """Train the decoder on x (N, ...) (latents or pixels) with their CLIP image and caption embeddings."""
     settings = LoopSettings(**cfg.decoder_loop)
@@ -147,17 +163,17 @@ def train_decoder(
     loss = DenoisingLoss(schedule, "native")
     if tuple(x.shape[1:]) != mc.shape:
         raise NoisecraftError(f"decoder data of shape {tuple(x.shape[1:])} does not match its config {mc.shape}")
+    B = settings.batch
 
-    def step(m, g):
-        idx = torch.randint(0, len(x), (settings.batch,), generator=g)
-        pick = torch.rand(settings.batch, generator=g)
+    def loss_fn(_step: int, g: torch.Generator) -> tuple[Tensor, int]:
+        idx = torch.randint(0, len(x), (B,), generator=g)
+        pick = torch.rand(B, generator=g)
         t = torch.stack([pick_one(text_emb[i], u) for i, u in zip(idx.tolist(), pick.tolist())])  # (B, E)
         img = _drop(image_emb[idx], cfg.image_dropout, g)
-        return loss(m, x[idx], generator=g, clip_image=img, clip_text=_drop(t, cfg.text_dropout, g))
+        return loss(decoder, x[idx], generator=g, clip_image=img, clip_text=_drop(t, cfg.text_dropout, g)), B
 
     config = {"unclip": cfg.to_dict(), "part": "decoder"}
-    ema = run_loop(out, decoder, step, settings, config, resume, progress, "decoder")
-    return ema.model
+    return _fit(decoder, loss_fn, settings, out, config, resume, progress, "decoder", on_plan)
 
 
 def copy_clip(src: str | Path, run: Path) -> str:
