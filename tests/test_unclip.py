@@ -115,3 +115,44 @@ def test_clip_guidance_on_an_unclip_run(unclip_run, tmp_path):
         outs[s] = Image.open(out / "seed000000.png").tobytes()
     assert outs["0"] != outs["3"]
     assert math.isfinite(len(outs["3"]))
+
+
+def test_unclip_resumes_from_its_record_and_plans_minutes(unclip_run, tmp_path, monkeypatch, capsys):
+    """train-unclip runs on training.core.fit: --resume reads the command line from OUT/config.json (the prior,
+    finished, is kept; the decoder, its checkpoint lost, is retrained to the same weights bit for bit), and
+    --minutes splits a time budget between the parts in the ratio of their steps, each planned from timed steps."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from noisecraft.training import checkpoint as ckpt
+    from noisecraft.training import core
+
+    clip, run, _ = unclip_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "decoder" / "checkpoints")
+    capsys.readouterr()
+    assert main(["train-unclip", "--out", str(copy), "--resume", "--no-progress"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    for part in ("prior", "decoder"):
+        a, b = (load_file(ckpt.latest_checkpoint(r / part) / "ema.safetensors") for r in (run, copy))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+    now, real = [0.0], core.apply_update
+
+    def update(*a, **k):  # every optimiser step takes exactly 1 s of the loop's clock
+        now[0] += 1.0
+        return real(*a, **k)
+
+    monkeypatch.setattr(core, "clock", lambda: now[0])
+    monkeypatch.setattr(core, "apply_update", update)
+    out = tmp_path / "timed"
+    argv = ["train-unclip", "--clip", str(clip), "--data", "scenes", "--size", "40", "--prior-steps", "40"]
+    argv += ["--decoder-steps", "20", "--batch-size", "2", "--widths", "32,32", "--minutes", "0.5", "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 0
+    record = json.loads((out / "config.json").read_text())["args"]
+    assert (record["prior_steps"], record["decoder_steps"], record["minutes"]) == (20, 10, None)  # 20 s + 10 s
+    assert ckpt.latest_checkpoint(out / "prior").name == "step-00000020"
+    assert ckpt.latest_checkpoint(out / "decoder").name == "step-00000010"
+    assert U.read_config(out).decoder_loop["steps"] == 10
