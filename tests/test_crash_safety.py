@@ -318,11 +318,10 @@ def test_minutes_plans_the_classifier_run_and_the_plan_is_kept(tmp_path, monkeyp
 # ends at the uninterrupted run's weights, bit for bit.
 @pytest.fixture(scope="module")
 def clip_reference(tmp_path_factory):
-    from test_clip import _write_fake_fashion
-    from tiny_models import make_tiny_clip
+    from tiny_models import make_tiny_clip, write_fake_fashion_mnist
 
     root = tmp_path_factory.mktemp("clip-crash")
-    _write_fake_fashion(root / "fm")
+    write_fake_fashion_mnist(root / "fm")
     text = make_tiny_clip(root / "text", max_positions=64)
     argv = ["train-clip", "--data", "scenes", "--size", "40", "--steps", "12", "--batch-size", "8", "--holdout", "0",
             "--embed-dim", "8", "--width", "8", "--text", f"clip:{text}", "--checkpoint-every", "4"]  # fmt: skip
