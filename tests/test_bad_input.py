@@ -528,6 +528,7 @@ CASES: list[Case] = [
     Case("sweep", lambda c: ["sweep", str(c.img), "--steps", HUGE], "at most 1,000,000,000", id="steps-huge"),
     Case("train-classifier", lambda c: ["train-classifier", "--out", "x", "--steps", "0"], "positive", id="steps-0"),
     Case("train-vae", lambda c: ["train-vae", "--out", "x", "--steps", "0"], "positive", id="steps-0"),
+    Case("train-vae", lambda c: ["train-vae", "--out", "x", "--minutes", "-1"], "positive", id="minutes-negative"),
     Case("train-vae", lambda c: ["train-vae", "--out", "x", "--preset", "huge"], "tiny-f4", id="preset"),
     Case("train-vae", lambda c: ["train-vae", "--out", "x", "--set", "nope=1"], "--set expects", id="set-key"),
     Case("demo", lambda c: ["demo", "--iterations", "-5"], "must be a positive integer", id="iterations"),

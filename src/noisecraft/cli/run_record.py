@@ -20,6 +20,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 NOT_RECORDED = ("resume", "no_progress", "device", "command", "_module", "created")
+MINUTES_HELP = "time budget instead of --steps (planned from timed steps)"
+
+
+def add_run_arguments(p: argparse.ArgumentParser, checkpoint_every: int | None, minutes_help: str = MINUTES_HELP):
+    """The flags every small trainer shares: --minutes, --checkpoint-every (when given a default), --resume and
+    --no-progress."""
+    from noisecraft.cli.args import positive_float, positive_int
+
+    p.add_argument("--minutes", type=positive_float, default=None, help=minutes_help)
+    if checkpoint_every is not None:
+        p.add_argument(
+            "--checkpoint-every", type=positive_int, default=checkpoint_every, help="steps between checkpoints"
+        )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (after Ctrl-C, a crash or kill -9)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def start(args: argparse.Namespace, trainer: str) -> argparse.Namespace:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 
+from noisecraft.cli import run_record
 from noisecraft.cli.args import non_negative_int, positive_float, positive_int
 
 
@@ -36,16 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=positive_int, default=32, help="channels of the first level")
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of images held out for accuracy")
     p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument(
-        "--minutes", type=positive_float, default=None, help="time budget instead of --steps (planned from timed steps)"
-    )
-    p.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (after Ctrl-C, a crash or kill -9)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run_record.add_run_arguments(p, checkpoint_every=500)
 
 
 def run(args: argparse.Namespace) -> int:
-    from noisecraft.cli import run_record
 
     if not args.resume:
         _check(args)
@@ -91,7 +86,6 @@ def _train(args: argparse.Namespace):
     import dataclasses
     import json
 
-    from noisecraft.cli import run_record
     from noisecraft.data.config import DataConfig
     from noisecraft.errors import NoisecraftError
     from noisecraft.models.classifier import (

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 
+from noisecraft.cli import run_record
 from noisecraft.cli.args import add_device_argument, non_negative_int, positive_float, positive_int
 
 
@@ -36,13 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text", default="minilm", help="frozen text encoder: minilm, or clip:FOLDER (a CLIP text model)")
     p.add_argument("--noise-aware", action="store_true", help="also train on noisy images, σ as an input (GLIDE)")
     p.add_argument("--holdout", type=non_negative_int, default=200, help="held-out pairs for retrieval (0: none)")
-    p.add_argument(
-        "--minutes", type=positive_float, default=None, help="time budget instead of --steps (planned from timed steps)"
-    )
-    p.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (after Ctrl-C, a crash or kill -9)")
     p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run_record.add_run_arguments(p, checkpoint_every=500)
     add_device_argument(p)
 
 
@@ -59,7 +55,6 @@ def heldout_pairs(data, num: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    from noisecraft.cli import run_record
 
     if not args.resume:
         _check(args)
@@ -89,7 +84,6 @@ def _train(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from noisecraft.cli import run_record
     from noisecraft.data.config import DataConfig
     from noisecraft.errors import NoisecraftError
     from noisecraft.models.clip import ClipConfig, retrieval_top1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from noisecraft.cli import run_record
 from noisecraft.cli.args import add_device_argument, non_negative_int, positive_float, positive_int
 
 
@@ -33,18 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--widths", default=None, help="decoder channels per level, e.g. 32,32 (default: the preset's)")
     p.add_argument("--schedule", default="linear", help="decoder noise schedule")
     p.add_argument("--parameterisation", default="eps", help="decoder parameterisation")
-    p.add_argument(
-        "--minutes", type=positive_float, default=None, help="time budget of both parts instead of their --*-steps"
-    )
-    p.add_argument("--checkpoint-every", type=positive_int, default=250, help="steps between checkpoints")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (after Ctrl-C, a crash or kill -9)")
     p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run_record.add_run_arguments(
+        p, checkpoint_every=250, minutes_help="time budget of both parts instead of their --*-steps"
+    )
     add_device_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from noisecraft.cli import run_record
 
     if not args.resume:
         _check(args)
@@ -78,7 +75,6 @@ def _train(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from noisecraft.cli import run_record
     from noisecraft.training import unclip as U
     from noisecraft.training.run_folder import write_text_atomic
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from noisecraft.cli import run_record
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="scenes", help="data source (as for train): scenes, a folder, hf:<name>, ...")
@@ -31,12 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="other config keys, e.g. kl_weight=1e-5 or data.scenes_size=4000",
     )
-    p.add_argument(
-        "--minutes", type=float, default=None, help="time budget instead of --steps (planned from timed steps)"
-    )
     p.add_argument("--out", default="runs/vae", help="output folder (OUT/vae is the diffusers AutoencoderKL)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (after Ctrl-C, a crash or kill -9)")
-    p.add_argument("--no-progress", action="store_true")
+    run_record.add_run_arguments(p, checkpoint_every=None)
 
 
 def resolve(args: argparse.Namespace):
@@ -71,7 +69,6 @@ def resolve(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from noisecraft.cli import run_record
 
     args = run_record.start(args, "vae")  # OUT/config.json before anything slow; --resume reads it back
     from noisecraft.training.interrupt import TrainingInterrupted
