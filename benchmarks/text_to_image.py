@@ -4,6 +4,7 @@
     python benchmarks/text_to_image.py speed --vae runs/vae-scenes [--steps 4] [--batch 32]
     python benchmarks/text_to_image.py align --run runs/scenes-text [--scales 0,1,3,5,8] [--num 100]
     python benchmarks/text_to_image.py check [--num 500]          # the checker itself, on real scenes
+    python benchmarks/text_to_image.py curve --run runs/scenes-text [--scale 3] [--num 100]   # time to target
     python benchmarks/text_to_image.py edit --run runs/scenes-text [--num 100] [--cfg 5]
 
 psnr: reconstruction PSNR (dB, images in [−1, 1]) of held-out scenes (Fashion-MNIST test items).
@@ -13,6 +14,9 @@ align: share of generated scenes whose halves match the prompt (position = empty
 by the independent checker of noisecraft.evaluation.scene_check, against the CFG scale with the empty prompt as
 negative, for captions of training scenes ("train") and for held-out colour–item pairs ("heldout").
 check: the checker's own scores on real rendered scenes (its ceiling).
+curve: held-out alignment of every checkpoint kept in the run (checkpoint_every, keep_last) at one CFG scale,
+beside the training wall time and CPU time the run's log.jsonl records at that step: the time from
+`noisecraft train` to a model that meets the target (position and colour ≥ 0.90, class ≥ 0.70).
 edit: GLIDE-style text-guided editing of real test scenes with both halves full: the prompt asks for the right
 item in another colour (same class, left unchanged). Reported: the share of edits whose right half the checker
 reads in the asked colour, and whose left half keeps its colour, for img2img at two strengths and for inpainting
@@ -126,17 +130,67 @@ def check_table(args) -> None:
         )
 
 
-def align_table(args) -> None:
-    import noisecraft as nc
+TARGET = {"position": 0.90, "colour": 0.90, "class": 0.70}  # issue 13, held-out combinations
+
+
+def _align(denoiser, schedule, cfg, codec, chk, ds, w: float, sampler: str, steps: int):
+    """Score prompt-following of one model: (scores, decoded images (N, 3, 32, 32) in [-1, 1])."""
     from noisecraft.data.transforms import to_pixels
     from noisecraft.evaluation.scene_check import score
-    from noisecraft.models.autoencoder import load_codec
     from noisecraft.sampling.generate import generate
     from noisecraft.sampling.prompt_guidance import prompt_denoiser
     from noisecraft.training.setup import sample_shape
 
+    prompts = [ds.caption_choices(i)[0] for i in range(len(ds))]
+    d, cond = prompt_denoiser(denoiser, denoiser.net.text_encoder, prompts, "", w)
+    z = generate(d, schedule, sample_shape(cfg), list(range(len(ds))), sampler=sampler, steps=steps, cond=cond)
+    x = torch.cat([codec.decode(z[i : i + 64]) for i in range(0, len(z), 64)])
+    return score(chk.read(to_pixels(x).permute(0, 2, 3, 1).numpy()), ds.layouts), x
+
+
+def curve_table(args) -> None:
+    from pathlib import Path
+
+    import noisecraft as nc
+    from noisecraft.models.autoencoder import load_codec
+
+    run = Path(args.run)
+    log = {}
+    for line in (run / "log.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if "step" in rec and "loss" in rec:
+            log[rec["step"]] = rec
+    ckpts = sorted((run / "checkpoints").glob("step-*"))
+    chk, codec, ds = _checker(), None, None
+    print(f"held-out prompts, CFG {args.scale:g}, {args.sampler} {args.steps} steps, n = {args.num}")
+    print("| step | train wall (min) | train CPU (min) | position | colour | class | whole scene | target |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    for ck in ckpts:
+        step = int(ck.name.split("-")[1])
+        denoiser, schedule, cfg = nc.load_run(ck)
+        codec = codec or load_codec(cfg.data.latent)
+        ds = ds or _scenes("heldout", args.num, seed=0)
+        s, _ = _align(denoiser, schedule, cfg, codec, chk, ds, args.scale, args.sampler, args.steps)
+        near = log.get(step) or (log[min(log, key=lambda k: abs(k - step))] if log else {})
+        met = all(s[k] >= v for k, v in TARGET.items())
+        rows.append({"step": step, "elapsed_s": near.get("elapsed_s"), "cpu_s": near.get("cpu_s"), **s, "met": met})
+        wall, cpu = (f"{near[k] / 60:.1f}" if near.get(k) is not None else "-" for k in ("elapsed_s", "cpu_s"))
+        print(
+            f"| {step} | {wall} | {cpu} | {s['position']:.3f} | {s['colour']:.3f} | "
+            f"{s['class']:.3f} | {s['scene']:.3f} | {'met' if met else '-'} |",
+            flush=True,
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+def align_table(args) -> None:
+    import noisecraft as nc
+    from noisecraft.models.autoencoder import load_codec
+
     denoiser, schedule, cfg = nc.load_run(args.run)
-    enc = denoiser.net.text_encoder
     codec = load_codec(cfg.data.latent)
     chk = _checker()
     results = []
@@ -146,11 +200,7 @@ def align_table(args) -> None:
         ds = _scenes(split, args.num, seed=cfg.data.seed if split == "train" else 0)
         prompts = [ds.caption_choices(i)[0] for i in range(len(ds))]
         for w in [float(s) for s in args.scales.split(",")]:
-            d, cond = prompt_denoiser(denoiser, enc, prompts, "", w)
-            z = generate(d, schedule, sample_shape(cfg), list(range(len(ds))), sampler=args.sampler,
-                         steps=args.steps, cond=cond)  # fmt: skip
-            x = torch.cat([codec.decode(z[i : i + 64]) for i in range(0, len(z), 64)])
-            s = score(chk.read(to_pixels(x).permute(0, 2, 3, 1).numpy()), ds.layouts)
+            s, x = _align(denoiser, schedule, cfg, codec, chk, ds, w, args.sampler, args.steps)
             if args.save:
                 from pathlib import Path
 
@@ -239,6 +289,13 @@ def main() -> None:
     c.add_argument("--steps", type=int, default=20)
     c.add_argument("--json", default=None)
     c.add_argument("--save", default=None, help="folder for a grid of the first 16 images per split and scale")
+    f = sub.add_parser("curve")
+    f.add_argument("--run", required=True)
+    f.add_argument("--scale", type=float, default=3.0)
+    f.add_argument("--num", type=int, default=100)
+    f.add_argument("--sampler", default="dpmpp_2m")
+    f.add_argument("--steps", type=int, default=15)
+    f.add_argument("--json", default=None)
     d = sub.add_parser("check")
     d.add_argument("--num", type=int, default=500)
     e = sub.add_parser("edit")
@@ -248,7 +305,8 @@ def main() -> None:
     e.add_argument("--sampler", default="euler")
     e.add_argument("--steps", type=int, default=20)
     args = p.parse_args()
-    tables = {"psnr": psnr_table, "speed": speed_table, "align": align_table, "check": check_table, "edit": edit_table}
+    tables = {"psnr": psnr_table, "speed": speed_table, "align": align_table, "check": check_table, "edit": edit_table,
+              "curve": curve_table}  # fmt: skip
     tables[args.cmd](args)
 
 
