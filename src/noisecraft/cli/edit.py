@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.sampling.generate import resolve_device
 
     device = resolve_device(args.device)
-    denoiser, schedule, cfg = _load_model(args.run, not args.raw, device)
+    denoiser, schedule, cfg = load_model(args.run, not args.raw, device)
     if cfg.data.kind == "toy":
         raise NoisecraftError("edit works on image models; this run was trained on 2-D toy points")
     sigmas = step_sigmas(schedule, args.steps, args.schedule)
@@ -242,9 +242,10 @@ def run(args: argparse.Namespace) -> int:
         return modes[args.mode](args, **ctx)
 
 
-def _load_model(spec: str, ema: bool, device):
+def load_model(spec: str, ema: bool, device):
     """(denoiser, schedule, TrainConfig) of a run folder, or of a Stable-Diffusion folder (the loader of
-    ``sample SD_FOLDER``; its config describes the folder: text, latents, image size)."""
+    ``sample SD_FOLDER``; its config describes the folder: text, latents, image size; `ema` does not apply), on
+    `device`. Every edit mode loads through here, imagic included."""
     from noisecraft.interop.stable_diffusion import is_stable_diffusion_folder
 
     if is_stable_diffusion_folder(spec):

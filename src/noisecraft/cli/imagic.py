@@ -3,9 +3,11 @@
   noisecraft edit imagic runs/scenes-text photo.png --prompt "a blue sneaker on the left" --etas 0,0.4,0.7,1
   noisecraft edit imagic runs/scenes-text photo.png --prompt "..." --save edits/sneaker    # keep e_opt + delta
   noisecraft edit imagic runs/scenes-text photo.png --load edits/sneaker --eta 0.9         # sampling only
+  noisecraft edit imagic sd-folder/ photo.png --prompt "a red bag on the left" --etas 0,0.7,1   # Stable Diffusion
 
-Writes imagic_eta<η>.png per η and comparison.png (the input, then one column per η). The run folder is only
-read: the fine-tuning changes a copy of the model in memory.
+Writes imagic_eta<η>.png per η and comparison.png (the input, then one column per η). The run folder (or the
+Stable-Diffusion folder: unet/ vae/ text_encoder/ tokenizer/ scheduler/, loaded as `noisecraft sample SD_FOLDER`
+loads it) is only read: the fine-tuning changes a copy of the model in memory.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def add_parser(sub) -> None:
         help="Imagic: edit one image by a text prompt (optimise the embedding, fine-tune a copy, interpolate)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("run", help="a text-conditioned run folder (trained with --text)")
+    p.add_argument("run", help="a text-conditioned run folder (trained with --text), or a Stable-Diffusion folder")
     p.add_argument("image", help="the image to edit, any size and mode (converted to the run's)")
     p.add_argument("--prompt", default=None, help="the target text: what the edited image should show")
     p.add_argument("--eta", type=float, default=None, help="one interpolation weight η (0 = input, 1 = prompt)")
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from noisecraft.cli.args import output_dir, write_guard
+    from noisecraft.cli.edit import load_model
     from noisecraft.errors import NoisecraftError
 
     if args.load is None and (args.prompt is None or not args.prompt.strip()):
@@ -90,18 +93,17 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.sampling.generate import resolve_device
     from noisecraft.sampling.samplers import SAMPLERS
     from noisecraft.sampling.steps import step_sigmas
-    from noisecraft.training.checkpoint import load_run
 
     check_choice("sampler", args.sampler, SAMPLERS)
     settings = im.ImagicSettings(args.embed_steps, args.finetune_steps, args.embed_lr, args.lr, args.batch, args.seed)
     device = resolve_device(args.device)
-    denoiser, schedule, cfg = load_run(args.run, ema=not args.raw, device=device)
+    denoiser, schedule, cfg = load_model(args.run, not args.raw, device)  # a run or a Stable-Diffusion folder
     im.check_text_model(denoiser)
     x, msg = load_image(args.image, cfg.data.resolution, cfg.data.channels)
     print(msg)
     x = x[None].to(device)  # (1, C, H, W) pixels in [-1, 1]
     codec = load_codec(cfg.data.latent, device)
-    z = codec.encode(x)  # (1, c, h, w): the model's data space (pixels for a pixel run)
+    z = codec.encode(x)  # (1, c, h, w): the model's data space (pixels for a pixel run; SD: vae/ × its scaling)
     t0 = time.perf_counter()
     if args.load:
         edit = im.ImagicEdit.load(args.load, denoiser)

@@ -1,5 +1,5 @@
 """Imagic: text-driven edits of one real image (Kawar et al. 2023, "Imagic: Text-Based Real Image Editing with
-Diffusion Models", Sec. 3), on any text-conditioned noisecraft denoiser.
+Diffusion Models", Sec. 3), on any text-conditioned noisecraft denoiser, a Stable-Diffusion folder's included.
 
 Given an image x0 and a target prompt with embedding e_tgt:
 
@@ -12,7 +12,10 @@ Given an image x0 and a target prompt with embedding e_tgt:
    η = 1 the prompt; the paper's sweet spot lies in between (0.6–0.8 on Imagen).
 
 An embedding is the ``cond`` a text model takes: {text_states (1, T, D), text_mask (1, T), text_pooled (1, D)}.
-Steps 1 and 2 optimise the token states and the pooled vector (the mask of the target prompt stays fixed).
+Step 1 optimises what the model reads (``trained_keys``): in noisecraft's layout the token states and the pooled
+vector (the mask of the target prompt stays fixed); in the "sd" layout of a Stable-Diffusion folder's U-Net
+(interop/stable_diffusion.py) every token state, padding included, and nothing else (it reads no mask and no
+pooled vector, which stay e_tgt's).
 ``ImagicEdit.save`` writes e_tgt, e_opt and the fine-tuned delta (tuned − original weights) as safetensors, so
 ``ImagicEdit.load`` gives a new η for the cost of sampling. Every random draw comes from generators seeded
 from `seed`, so an edit is a function of (model, image, prompt, settings, seed).
@@ -35,6 +38,7 @@ from noisecraft.models.text import TEXT_KEYS
 
 Embedding = dict[str, Tensor]  # {text_states (1, T, D), text_mask (1, T), text_pooled (1, D)}
 TRAINED_KEYS = ("text_states", "text_pooled")  # what step 1 optimises and η interpolates; text_mask stays
+SD_TRAINED_KEYS = ("text_states",)  # layout "sd": the U-Net reads the token states alone
 
 
 @dataclass
@@ -78,6 +82,12 @@ def check_text_model(denoiser: nn.Module) -> None:
         raise NoisecraftError("imagic needs a text-conditioned model (a run trained with --text)")
 
 
+def trained_keys(denoiser: nn.Module) -> tuple[str, ...]:
+    """The embedding entries `denoiser` reads, which step 1 optimises and step 3 interpolates: the token states
+    and the pooled vector, or the token states alone for a U-Net in the "sd" layout (a Stable-Diffusion folder)."""
+    return SD_TRAINED_KEYS if getattr(getattr(denoiser, "net", None), "layout", None) == "sd" else TRAINED_KEYS
+
+
 def embed_prompt(encoder, prompt: str, device: torch.device | str) -> Embedding:
     """The target embedding e_tgt of `prompt` (1, ...) on `device` (the encoder warns when it truncates); the
     empty prompt is refused."""
@@ -86,11 +96,9 @@ def embed_prompt(encoder, prompt: str, device: torch.device | str) -> Embedding:
     return {k: v.to(device) for k, v in encoder.encode([prompt], device=device).items()}
 
 
-def mix(e_tgt: Embedding, e_opt: Embedding, eta: float) -> Embedding:
-    """e(η) = η·e_tgt + (1 − η)·e_opt on the token states and pooled vector (η may leave [0, 1])."""
-    out = {k: eta * e_tgt[k] + (1 - eta) * e_opt[k] for k in TRAINED_KEYS}
-    out["text_mask"] = e_tgt["text_mask"]
-    return out
+def mix(e_tgt: Embedding, e_opt: Embedding, eta: float, keys: Sequence[str] = TRAINED_KEYS) -> Embedding:
+    """e(η) = η·e_tgt + (1 − η)·e_opt on `keys` (η may leave [0, 1]); the other entries are e_tgt's."""
+    return {k: (eta * e_tgt[k] + (1 - eta) * e_opt[k]) if k in keys else e_tgt[k] for k in e_tgt}
 
 
 def _expand(e: Embedding, n: int) -> Embedding:
@@ -131,12 +139,14 @@ def optimise_embedding(
 ) -> tuple[Embedding, list[float]]:
     """Step 1: e_opt = argmin_e loss(x0 | e) from e = e_tgt, the model frozen. Returns (e_opt, per-step losses).
 
-    x0 (1, C, H, W) in the model's data space (latents for a latent run). The model's parameters get no
-    gradient and are not changed; e_tgt is not changed.
+    x0 (1, C, H, W) in the model's data space (latents for a latent run or a Stable-Diffusion folder). Only the
+    entries the model reads (``trained_keys``) move; the model's parameters get no gradient and are not changed;
+    e_tgt is not changed.
     """
     gen = torch.Generator().manual_seed(settings.seed)
-    e = {k: (v.detach().clone().requires_grad_(k in TRAINED_KEYS)) for k, v in e_tgt.items()}
-    opt = torch.optim.Adam([e[k] for k in TRAINED_KEYS], lr=settings.embed_lr)
+    keys = trained_keys(denoiser)
+    e = {k: (v.detach().clone().requires_grad_(k in keys)) for k, v in e_tgt.items()}
+    opt = torch.optim.Adam([e[k] for k in keys], lr=settings.embed_lr)
     frozen = [p.requires_grad for p in denoiser.parameters()]
     denoiser.requires_grad_(False)
     B, losses = settings.batch, []
@@ -188,6 +198,7 @@ def finetune(
         value.backward()
         opt.step()
         losses.append(float(value.detach()))
+    opt.zero_grad(set_to_none=True)  # the last gradients: as large as the model (3.4 GB for SD 1.5's U-Net)
     return tuned.eval().requires_grad_(False), losses
 
 
@@ -253,7 +264,7 @@ def sample_etas(
     for eta in etas:  # one at a time: an η's image does not depend on which other η are drawn with it
         gens = per_sample_generators([seed])  # the same noise for every η: the strip shows η's effect only
         x = float(sigmas[0]) * randn((1, *shape), gens, torch.float32, device)  # (1, *shape)
-        cond = {k: v.to(device) for k, v in mix(e_tgt, e_opt, float(eta)).items()}
+        cond = {k: v.to(device) for k, v in mix(e_tgt, e_opt, float(eta), trained_keys(model)).items()}
         out.append(get_sampler(sampler)(den, x, sigmas, cond=cond, generator=gens, callback=callback).float())
     return torch.cat(out)  # (len(etas), *shape)
 
@@ -329,8 +340,10 @@ def imagic(
 ) -> ImagicEdit:
     """Steps 1 and 2 of Imagic for one image x0 (1, C, H, W) (in the model's data space) and a target prompt.
 
-    `denoiser` is a text-conditioned model (its attached encoder is used unless `encoder` is given); it is
-    left unchanged. `loss`: the denoising loss to optimise (``run_loss(cfg, schedule)`` gives the run's own).
+    `denoiser` is a text-conditioned model (its attached encoder is used unless `encoder` is given), e.g. a run
+    from ``load_run`` or a Stable-Diffusion folder from ``interop.stable_diffusion.load_stable_diffusion``; it is
+    left unchanged. x0 lives on the model's device, and the embeddings are made there. `loss`: the
+    denoising loss to optimise (``run_loss(cfg, schedule)`` gives the run's own).
     """
     check_text_model(denoiser)
     settings = settings or ImagicSettings()
@@ -343,6 +356,7 @@ def imagic(
     e_opt, l1 = optimise_embedding(denoiser, loss, x0, e_tgt, settings, progress)
     tuned, l2 = finetune(denoiser, loss, x0, e_opt, settings, progress)
     delta = weight_delta(denoiser, tuned)
+    del tuned  # one model copy at a time beside the original (a Stable-Diffusion U-Net is large)
     # sample from original + delta, exactly the model a saved edit rebuilds (tuned itself differs by rounding)
     return ImagicEdit(prompt, e_tgt, e_opt, apply_delta(denoiser, delta), delta, settings, l1, l2)
 
