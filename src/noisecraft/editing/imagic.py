@@ -356,7 +356,7 @@ def imagic(
     e_opt, l1 = optimise_embedding(denoiser, loss, x0, e_tgt, settings, progress)
     tuned, l2 = finetune(denoiser, loss, x0, e_opt, settings, progress)
     delta = weight_delta(denoiser, tuned)
-    del tuned  # one model copy at a time beside the original (a Stable-Diffusion U-Net is large)
+    del tuned  # freed before the rebuilt copy is made: fewer model-sized tensors at once (SD U-Nets are large)
     # sample from original + delta, exactly the model a saved edit rebuilds (tuned itself differs by rounding)
     return ImagicEdit(prompt, e_tgt, e_opt, apply_delta(denoiser, delta), delta, settings, l1, l2)
 
