@@ -155,10 +155,17 @@ def curve_table(args) -> None:
     from noisecraft.models.autoencoder import load_codec
 
     run = Path(args.run)
-    log = {}
+    log: dict[int, dict] = {}  # step → record, times summed over resumptions (each restarts its clocks)
+    offset, last = {"elapsed_s": 0.0, "cpu_s": 0.0}, {"elapsed_s": 0.0, "cpu_s": 0.0}
     for line in (run / "log.jsonl").read_text().splitlines():
         rec = json.loads(line)
         if "step" in rec and "loss" in rec:
+            if rec.get("elapsed_s") is not None and rec["elapsed_s"] < last["elapsed_s"]:  # a resumption
+                offset = {k: offset[k] + last[k] for k in offset}
+            for k in offset:
+                if rec.get(k) is not None:
+                    last[k] = rec[k]
+                    rec[k] += offset[k]
             log[rec["step"]] = rec
     ckpts = sorted((run / "checkpoints").glob("step-*"))
     chk, codec, ds = _checker(), None, None
