@@ -188,3 +188,38 @@ def test_periodic_eval_of_a_latent_run_scores_decoded_images(fake_fashion_mnist,
     assert seen == [(8, 1, 32, 32)]  # pixels, not (8, 4, 8, 8) latents
     rec = json.loads((tmp_path / "run" / "eval.jsonl").read_text().splitlines()[0])
     assert rec["protocol"]["extra"]["latent"] == str(vae)
+
+
+def test_latent_runs_precondition_for_unit_variance_and_keep_edm_signal_to_noise() -> None:
+    """A latent run under EDM gets σ_data 1 (its latents have unit variance) and a training density whose σ/σ_data
+    is distributed as a pixel run's; pixels, discrete VP schedules, explicit settings and resumed runs are left
+    as they are (a resumed run keeps the preconditioning it was trained with)."""
+    import math
+
+    from noisecraft.training.config import TrainConfig
+    from noisecraft.training.defaults import resolve_for_data
+    from noisecraft.training.setup import build_model
+
+    def cfg(**model) -> TrainConfig:
+        base = {"data": {"source": "scenes", "latent": "runs/vae", "channels": 3}, "batch_size": 8}
+        base["optim"] = {"lr": 1e-3}
+        base["model"] = {"preset": "tiny", "parameterisation": "edm", "schedule": "edm", **model}
+        return TrainConfig.from_dict(base)
+
+    latent, notes = resolve_for_data(cfg(), 100)
+    assert latent.model.sigma_data == 1.0 and any("sigma_data 1" in n for n in notes)
+    pixel, _ = resolve_for_data(TrainConfig.from_dict({**cfg().to_dict(), "data": {"source": "scenes"}}), 100)
+    assert pixel.model.sigma_data is None and pixel.model.resolved_sigma_data == 0.5
+    # the same distribution of σ/σ_data: log-normal means differ by ln(1/0.5)
+    s_lat, s_pix = (build_model(c)[1] for c in (latent, pixel))
+    assert math.isclose(s_lat.p_mean - math.log(1.0), s_pix.p_mean - math.log(0.5), abs_tol=1e-3)
+    g = torch.Generator().manual_seed(0)
+    r_lat = s_lat.training_sigmas(20000, generator=g) / 1.0
+    r_pix = s_pix.training_sigmas(20000, generator=torch.Generator().manual_seed(0)) / 0.5
+    assert torch.allclose(r_lat.log().median(), r_pix.log().median(), atol=1e-2)
+    # left alone: an explicit σ_data, a discrete VP schedule, a resumed run
+    assert resolve_for_data(cfg(sigma_data=0.7), 100)[0].model.sigma_data == 0.7
+    vp, _ = resolve_for_data(cfg(parameterisation="eps", schedule="linear"), 100)
+    assert vp.model.sigma_data is None and vp.model.resolved_sigma_data == 1.0
+    resumed, _ = resolve_for_data(cfg(), 100, resuming=True)
+    assert resumed.model.sigma_data is None and "p_mean" not in resumed.model.schedule_kwargs

@@ -29,13 +29,14 @@ def test_text_latent_run_trains_samples_and_loads(latent_setup, tmp_path, capsys
     run = tmp_path / "run"
     argv = ["train", "--data", "scenes", "--text", f"clip:{clip}", "--latent", str(vae), "--steps", "40"]
     argv += ["--batch-size", "8", "--lr", "3e-3", "--set", "optim.warmup_steps=5", "--set", "sample_count=4"]
-    argv += ["--set", "sample_every=40", "--set", "sample_steps=4", "--out", str(run), *QUIET, *SMALL]
-    assert main(argv) == 0
+    argv += ["--set", "sample_every=40", "--set", "sample_steps=4", "--set", "log_every=1", "--out", str(run)]
+    assert main([*argv, *QUIET, *SMALL]) == 0
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["arch"] == "cond-unet" and cfg["model"]["text_dim"] == 32
     assert (cfg["model"]["channels"], cfg["model"]["resolution"], cfg["data"]["channels"]) == (4, 8, 3)
     log = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
-    assert log[-1]["loss"] < 0.8 * log[0]["loss"]  # it learns
+    first, last = (sum(r["loss"] for r in part) / len(part) for part in (log[:5], log[-10:]))
+    assert last < 0.8 * first  # it learns (per-step losses of batch 8 are noisy: means over steps)
     grid = Image.open(run / "samples" / "step-00000040.png")
     assert grid.size[0] >= 64 and len((run / "samples" / "step-00000040.txt").read_text().splitlines()) == 4
     # sample with a prompt and a negative prompt, then a prompts file

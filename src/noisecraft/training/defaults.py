@@ -15,7 +15,10 @@ Dhariwal 2021 for the EMA on short runs):
 - warm-up: a tenth of the run, between 10 and 100 steps;
 - EMA: a half-life of EMA_FRACTION of the run's training images (the average follows the model closely
   enough on a short run, and smooths it on a long one);
-- previews at every fifth of the run, the held-out evaluation at the middle and the end.
+- previews at every fifth of the run, the held-out evaluation at the middle and the end;
+- latents (``data.latent``) under continuous-σ preconditioning: σ_data 1, since the autoencoder's scaling
+  factor gives them unit variance (EDM's 0.5 is the spread of pixels in [−1, 1]), and the training density's
+  log-normal mean moved by ln(1/0.5) so that it meets the same signal-to-noise ratios as on pixels.
 """
 
 from __future__ import annotations
@@ -61,12 +64,44 @@ def folder_size(source: str) -> int:
     return len(list_images(root)) if root.is_dir() else 0
 
 
-def resolve_for_data(cfg: TrainConfig, num_items: int | None = None) -> tuple[TrainConfig, list[str]]:
+LATENT_SIGMA_DATA = 1.0  # latents scaled by the autoencoder's scaling factor have unit variance
+EDM_SIGMA_DATA = 0.5  # the pixel spread EDM's log-normal training density (P_mean = -1.2) was set for
+
+
+def latent_preconditioning(cfg: TrainConfig) -> tuple[TrainConfig, str | None]:
+    """σ_data and the training density for a latent run under continuous-σ preconditioning (see above).
+
+    A run's σ_data scales its σ: the density's log-normal mean moves by ln(σ_data / 0.5), so that the model
+    trains on the same signal-to-noise ratios EDM chose for pixels (Karras et al. 2022, Table 1; a fixed
+    P_mean on unit-variance latents spends most updates at low noise, where layout is already decided).
+    """
+    model = cfg.model
+    if not cfg.data.latent or model.sigma_data is not None or model.discrete or model.schedule == "vp":
+        return cfg, None
+    kwargs = dict(model.schedule_kwargs)
+    shift = ""
+    if model.schedule == "edm" and "p_mean" not in kwargs:
+        from noisecraft.core.schedules import EDM
+
+        kwargs["p_mean"] = round(EDM.p_mean + math.log(LATENT_SIGMA_DATA / EDM_SIGMA_DATA), 4)
+        shift = f", training σ log-normal mean {kwargs['p_mean']:g}"
+    model = dataclasses.replace(model, sigma_data=LATENT_SIGMA_DATA, schedule_kwargs=kwargs)
+    note = f"sigma_data {LATENT_SIGMA_DATA:g} for unit-variance latents{shift} (--set model.sigma_data=... to override)"
+    return dataclasses.replace(cfg, model=model), note
+
+
+def resolve_for_data(
+    cfg: TrainConfig, num_items: int | None = None, resuming: bool = False
+) -> tuple[TrainConfig, list[str]]:
     """Fill the data-dependent auto settings; returns (config, one line per choice made) for the summary.
 
     num_items: the number of training items when already known (a dataset passed to train()).
+    resuming: the config is a saved run's; a rule added since it was saved must not change its model.
     """
     notes: list[str] = []
+    if not resuming:
+        cfg, note = latent_preconditioning(cfg)
+        notes += [note] if note else []
     data, model, optim = cfg.data, cfg.model, cfg.optim
     if data.holdout is None:
         frac = 0.0

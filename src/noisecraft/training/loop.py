@@ -104,7 +104,7 @@ def train(
     if last is not None:
         last = ckpt.resumable_checkpoint(out, say=print)  # the newest complete one; a damaged newer one is named
         cfg = adopt_saved(cfg, json.loads((last / "config.json").read_text()))  # what the run chose stays chosen
-    cfg, notes = resolve_for_data(cfg, len(dataset) if dataset is not None else None)
+    cfg, notes = resolve_for_data(cfg, len(dataset) if dataset is not None else None, resuming=last is not None)
     if last is not None:
         ckpt.check_resumable(last, cfg.to_dict())
     # Accelerate keeps one process-wide state: forget the last run's settings (mixed precision) so a second
