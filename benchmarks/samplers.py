@@ -4,6 +4,7 @@
     python benchmarks/samplers.py --quick          # the 16-D DDPM-linear problem only, 512 paths
     python benchmarks/samplers.py --problems 0,3   # some problems; rows accumulate in samplers.json
     python benchmarks/samplers.py --only-fits      # re-fit and re-score only the fitted rows (other rows kept)
+    python benchmarks/samplers.py --only-gauss     # re-fit and re-score only the analytic-start rows
 
 Problems: Gaussian mixtures in 2 to 64 dimensions with exact denoisers (core/oracles.py), under the DDPM linear
 (σ_max ≈ 157), cosine (σ_max ≈ 4096) and scaled-linear (σ_max ≈ 14.6) schedules of 1000 steps and under EDM
@@ -18,7 +19,14 @@ the exact denoiser):
 noisecraft runs euler, heun, dpmpp_2m, dpmpp_3m, unipc (order 2 and 3) with every named spacing and with a
 schedule fitted by ``sampling.fit.fit_steps`` for that sampler on separate calibration + validation noise
 (seed 123, 128 + 512 paths; the held-out paths are never seen by the fit), and the adaptive solver at a few
-tolerances (reported at its mean per-sample NFE, beside the fixed schedules). diffusers 0.42 runs DDIM, Euler,
+tolerances (reported at its mean per-sample NFE, beside the fixed schedules). unipc_bh1 / unipc3_bh1 are UniPC
+with B(h) = −h (Zhao et al. 2023 recommend bh1 for unconditional sampling at very few steps).
+"gauss-fitted" (the multistep samplers): the analytic first step (sampling/gaussian_start.py, Wang & Vastola
+2023): the data's mean and covariance, estimated from --stats samples of the mixture (seed 5; what a user has
+from training data, never the mixture's parameters), give the closed-form PF-ODE of the Gaussian stand-in from
+σ_max down to σ_skip, with no network call; ``fit_steps(..., start=...)`` fits σ_skip and the N levels below it
+on the same calibration/validation noise, and keeps a skipping list only when it beats the best named spacing by
+the paired test (otherwise its row is the plain fit's choice). diffusers 0.42 runs DDIM, Euler,
 Heun, DPM++2M/3M, UniPC-2/3 and DEIS with its default, trailing and Karras spacings (EDM: its EDM Euler and
 EDM DPM++ 2M/3M schedulers). NFE budgets 5, 10, 20 (Heun: the largest 2N−1 ≤ budget).
 
@@ -41,6 +49,7 @@ from noisecraft.core.oracles import GaussianMixture
 from noisecraft.core.schedules import make_schedule
 from noisecraft.errors import NoisecraftError
 from noisecraft.sampling.fit import fit_steps
+from noisecraft.sampling.gaussian_start import GaussianStart
 from noisecraft.sampling.registry import get_sampler
 from noisecraft.sampling.steps import step_sigmas
 
@@ -53,7 +62,10 @@ OURS = {  # name: (sampler, knobs, network calls per step)
     "dpmpp_3m": ("dpmpp_3m", {}, 1),
     "unipc": ("unipc", {}, 1),
     "unipc3": ("unipc", {"order": 3}, 1),
+    "unipc_bh1": ("unipc", {"variant": "bh1"}, 1),
+    "unipc3_bh1": ("unipc", {"order": 3, "variant": "bh1"}, 1),
 }
+GAUSS = ("dpmpp_2m", "dpmpp_3m", "unipc", "unipc3", "unipc_bh1", "unipc3_bh1")  # fitted with the analytic start
 PROBLEMS = {  # name: (dimension, mixture seed, schedule)
     "2-D ring, DDPM linear": (2, 0, "linear"),
     "16-D, DDPM linear": (16, 3, "linear"),
@@ -116,6 +128,16 @@ class Reference:
         return self.cache[key]
 
 
+def is_fitted(spacing: str) -> bool:
+    """Rows of fitted lists (the plain fit and the fit with the analytic start)."""
+    return spacing.startswith(("fitted", "gauss-fitted"))
+
+
+def data_stats(gm: GaussianMixture, n: int) -> GaussianStart:
+    """The data's mean and covariance as a user would have them: from n samples (seed 5), not the parameters."""
+    return GaussianStart.from_samples(gm.sample(n, torch.Generator().manual_seed(5))[0])
+
+
 def score(gm: GaussianMixture, out: torch.Tensor, ref: torch.Tensor) -> dict:
     per_path = (out - ref).pow(2).mean(1).sqrt()
     mode = lambda v: gm.class_posterior(v, torch.tensor(1e-3)).argmax(1)  # noqa: E731
@@ -146,6 +168,26 @@ def run_ours(gm, schedule, eps, ref, fitted, rows, problem, only_fitted: bool = 
                 out = get_sampler(sampler)(gm, float(sig[0]) * eps, sig, **knobs)
                 calls = n * per - (1 if per == 2 else 0)
                 rows.append(("noisecraft", problem, name, spacing, nfe, calls, score(gm, out, ref(float(sig[0])))))
+
+
+def run_gauss(gm, schedule, eps, ref, stats, args, rows, problem) -> None:
+    """The fit with the analytic start, per multistep sampler; rows "gauss-fitted (its choice)"."""
+    for name in GAUSS:
+        sampler, knobs, per = OURS[name]
+        steps = sorted({steps_for(n, per) for n in NFES})
+        fit = fit_steps(
+            gm, schedule, steps, shape=(gm.dim,), sampler=sampler, knobs=knobs, n=args.calibration,
+            n_val=args.validation, seed=123, dtype=torch.float64, sweeps=args.sweeps, start=stats,
+        )  # fmt: skip
+        for nfe in NFES:
+            n = steps_for(nfe, per)
+            sig = fit.sigmas[n]
+            out = get_sampler(sampler)(gm, fit.start_state(schedule.sigma_max * eps, n, stats), sig, **knobs)
+            tag = fit.chosen[n].replace("named:", "→")
+            if fit.skips(n):
+                tag += f", σ_skip {float(sig[0]):.3g}"
+            res = score(gm, out, ref(schedule.sigma_max))
+            rows.append(("noisecraft", problem, name, f"gauss-fitted ({tag})", nfe, n * per, res))
 
 
 def run_adaptive(gm, schedule, eps, ref, rows, problem) -> None:
@@ -247,6 +289,8 @@ def main() -> None:
     ap.add_argument(
         "--only-fits", action="store_true", help="re-fit and re-score only the fitted rows (the rest is unchanged)"
     )
+    ap.add_argument("--only-gauss", action="store_true", help="re-fit and re-score only the analytic-start rows")
+    ap.add_argument("--stats", type=int, default=4096, help="data samples for the mean and covariance (gauss rows)")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     problems = {"16-D, DDPM linear": PROBLEMS["16-D, DDPM linear"]} if args.quick else PROBLEMS
@@ -259,6 +303,15 @@ def main() -> None:
     store = out / "samplers.json"  # rows of every problem run so far (a later run replaces a problem's rows)
     rows: list[tuple] = [tuple(r) for r in json.loads(store.read_text())] if store.exists() else []
     for problem, (dim, seed, schedule_name) in ({} if args.report else problems).items():
+        if args.only_gauss:
+            gm, schedule = mixture(dim, seed), make_schedule(schedule_name)
+            eps = torch.randn(paths, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+            rows = [r for r in rows if not (r[1] == problem and r[3].startswith("gauss-fitted"))]
+            t0 = time.perf_counter()
+            run_gauss(gm, schedule, eps, Reference(gm, eps), data_stats(gm, args.stats), args, rows, problem)
+            print(f"[{problem}] gauss fits {time.perf_counter() - t0:.0f}s", flush=True)
+            store.write_text(json.dumps(rows))
+            continue
         if args.only_adaptive:
             gm, schedule = mixture(dim, seed), make_schedule(schedule_name)
             eps = torch.randn(paths, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -267,7 +320,7 @@ def main() -> None:
             store.write_text(json.dumps(rows))
             continue
         if args.only_fits:
-            rows = [r for r in rows if not (r[1] == problem and r[0] == "noisecraft" and r[3].startswith("fitted"))]
+            rows = [r for r in rows if not (r[1] == problem and r[0] == "noisecraft" and is_fitted(r[3]))]
         else:
             rows = [r for r in rows if r[1] != problem]
         t0 = time.perf_counter()
@@ -283,6 +336,7 @@ def main() -> None:
             )  # fmt: skip
         t_fit = time.perf_counter() - t0
         run_ours(gm, schedule, eps, ref, fitted, rows, problem, only_fitted=args.only_fits)
+        run_gauss(gm, schedule, eps, ref, data_stats(gm, args.stats), args, rows, problem)
         if args.only_fits:
             print(f"[{problem}] fits {t_fit:.0f}s, all {time.perf_counter() - t0:.0f}s", flush=True)
             store.write_text(json.dumps(rows))
@@ -301,18 +355,18 @@ def main() -> None:
 def _best(rows, tool, problem, nfe, named_only=False):
     cand = [r for r in rows if r[0] == tool and r[1] == problem and r[4] == nfe]
     if named_only:
-        cand = [r for r in cand if not r[3].startswith("fitted")]
+        cand = [r for r in cand if not is_fitted(r[3])]
     return min(cand, key=lambda r: r[6]["rms"])
 
 
-def _fit_vs_named(rows, problems) -> str:
+def _fit_vs_named(rows, problems, prefix: str = "fitted") -> str:
     ratios = []
     for problem in problems:
         for name in OURS:
             for nfe in NFES:
                 cand = [r for r in rows if r[0] == "noisecraft" and r[1] == problem and r[2] == name and r[4] == nfe]
-                fit = [r for r in cand if r[3].startswith("fitted")]
-                named = [r for r in cand if not r[3].startswith("fitted")]
+                fit = [r for r in cand if r[3].startswith(prefix)]
+                named = [r for r in cand if not is_fitted(r[3])]
                 if fit and named:
                     best = min(r[6]["rms"] for r in named)
                     ratios.append((fit[0][6]["rms"] / best, f"{problem} {name} @ {nfe}"))
@@ -373,6 +427,9 @@ def report(rows, problems, paths, calibration, validation, sweeps, out: Path, qu
         "",
         "Fitted vs the best named spacing of the same sampler on the held-out paths (the fit saw none of them): "
         + _fit_vs_named(rows, problems),
+        "",
+        "Fitted with the analytic start (gauss-fitted) vs the best named spacing of the same sampler, likewise: "
+        + _fit_vs_named(rows, problems, "gauss-fitted"),
         "",
         "## Adaptive solver at its mean per-sample NFE, beside the best fixed schedule at about that NFE",
         "",

@@ -26,6 +26,14 @@ Generalisation comes from three choices, each tested on held-out noise and on ot
    does not carry over to new noise (measured: without the test the fit lost to the best named spacing on
    held-out noise in 7 of 108 benchmark cases, by up to 4.3×). ``chosen[N]`` says "refined", "family" or
    "named:<spacing>".
+
+With a ``start`` (``sampling.gaussian_start.GaussianStart``: the data's mean and covariance), the fit also
+considers lists that begin *below* σ_max, at a level σ_skip reached from σ_max by the closed-form flow of the
+Gaussian with those statistics (no network call; Wang & Vastola 2023), so that all N calls are spent below it.
+σ_skip is one more coordinate of the search, started from a few multiples of the data scale (``SKIPS``), and the
+same validation rule decides: a skipping list ("gauss-family", "gauss-refined") is kept only when it beats the
+best named spacing (started at σ_max) by the paired test. ``sigmas[N][0] < sigma_max`` then means "start with
+``start.flow(x, sigma_max, sigmas[N][0])``" (``FittedSteps.start_state``).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from torch import Tensor
 from noisecraft.core.denoiser import Denoiser
 from noisecraft.core.schedules import Schedule, _steps_arg
 from noisecraft.errors import NoisecraftError
+from noisecraft.sampling.gaussian_start import GaussianStart
 from noisecraft.sampling.registry import get_sampler
 from noisecraft.sampling.steps import powerlog_sigmas, step_sigmas
 
@@ -54,6 +63,8 @@ OMEGA = 2.0
 Z_MARGIN = 2.0  # standard errors by which a fitted list must beat the best named spacing on validation
 ENDS = (0.02, 0.05, 0.1, 0.2, 0.5)  # candidate σ_end (besides σ_min), for data of roughly unit scale
 TOPS = (20.0, math.inf)  # σ_1 = min(σ_max, top): with and without the one-step crossing of the top levels
+# σ_skip candidates of the analytic start, in units of the data scale √(tr Σ / D); the search then moves σ_skip.
+SKIPS = (30.0, 15.0, 8.0, 5.0, 3.0)
 
 
 @dataclass
@@ -67,6 +78,20 @@ class FittedSteps:
     calibration: dict[int, float] = field(default_factory=dict)  # N -> RMS error of the refined list (calibration)
     validation: dict[int, dict[str, float]] = field(default_factory=dict)  # N -> {candidate: RMS error (validation)}
     margin: dict[int, dict[str, float]] = field(default_factory=dict)  # N -> {fitted candidate: paired z-score}
+    sigma_max: float = math.inf  # the schedule's top level: a list starting below it starts with the analytic jump
+
+    def skips(self, steps: int) -> bool:
+        """Whether the list for `steps` starts below σ_max (it then needs ``start_state``)."""
+        return float(self.sigmas[steps][0]) < self.sigma_max * (1 - 1e-9)
+
+    def start_state(self, x: Tensor, steps: int, start: GaussianStart | None = None) -> Tensor:
+        """The sampler's start state for the list of `steps`, from x = σ_max·ε: x itself, or the closed-form
+        Gaussian flow of `start` from σ_max down to the list's first level when the list skips."""
+        if not self.skips(steps):
+            return x
+        if start is None:
+            raise NoisecraftError(f"the fitted list for {steps} steps starts below σ_max; pass its GaussianStart")
+        return start.flow(x, self.sigma_max, float(self.sigmas[steps][0]))
 
     def meta(self) -> dict:
         """JSON-ready description (saved beside the schedules by ``save_schedule``)."""
@@ -76,15 +101,16 @@ class FittedSteps:
             "chosen": {str(k): v for k, v in self.chosen.items()},
             "validation_rms": {str(k): v for k, v in self.validation.items()},
             "validation_z": {str(k): v for k, v in self.margin.items()},
+            "sigma_max": self.sigma_max,
         }
 
 
 class _Problem:
     """Start states and exact PF-ODE end points of one batch: err(σ list) = RMS error of the sampler's output."""
 
-    def __init__(self, denoiser, schedule, x, cond, sampler, knobs, ref_steps):
+    def __init__(self, denoiser, schedule, x, cond, sampler, knobs, ref_steps, start=None):
         self.denoiser, self.x, self.cond, self.knobs = denoiser, x, cond, knobs
-        self.fn = get_sampler(sampler)
+        self.fn, self.start, self.top = get_sampler(sampler), start, schedule.sigma_max
         top, bottom = math.log(schedule.sigma_max), math.log(schedule.sigma_min)
         fine = torch.linspace(top, bottom, ref_steps + 1, dtype=torch.float64).exp()
         sol = get_sampler("unipc")(denoiser, x, fine, cond=cond, order=3)
@@ -102,11 +128,16 @@ class _Problem:
             get_sampler(sampler),
             ref,
         )
+        self.start, self.top = None, math.inf
         return self
 
     def per_path(self, sigmas: Tensor) -> Tensor:
-        """(n,) float64 mean-square error of each path (inf where the sampler's output is not finite)."""
-        out = self.fn(self.denoiser, self.x, sigmas, cond=self.cond, **self.knobs)
+        """(n,) float64 mean-square error of each path (inf where the sampler's output is not finite). A list
+        starting below σ_max starts from the analytic Gaussian flow of ``start`` down to its first level."""
+        x = self.x
+        if float(sigmas[0]) < self.top * (1 - 1e-9):
+            x = self.start.flow(x, self.top, float(sigmas[0]))
+        out = self.fn(self.denoiser, x, sigmas, cond=self.cond, **self.knobs)
         e = (out - self.ref).double().pow(2).reshape(len(out), -1).mean(1).cpu()
         return torch.where(torch.isfinite(e), e, torch.full_like(e, math.inf))
 
@@ -173,6 +204,24 @@ def _family(schedule: Schedule, steps: int) -> list[Tensor]:
     return out
 
 
+def _power_list(top: float, end: float, steps: int, power: float) -> Tensor:
+    """(steps+1,) float64: log σ moving as (i/(steps−1))^power from `top` to `end`, then 0."""
+    u = torch.linspace(0, 1, steps, dtype=torch.float64) if steps > 1 else torch.zeros(1, dtype=torch.float64)
+    sig = (math.log(top) + (math.log(end) - math.log(top)) * u**power).exp()
+    return torch.cat([sig, sig.new_zeros(1)])
+
+
+def _skip_family(schedule: Schedule, steps: int, scale: float) -> list[Tensor]:
+    """Lists that start at σ_skip = scale·SKIPS[j] < σ_max (reached by the analytic start), power-spaced in log σ
+    down to the candidate ends (as ``_family``), then 0."""
+    ends = sorted({schedule.sigma_min, *(e for e in ENDS if schedule.sigma_min < e < schedule.sigma_max)})
+    out = []
+    for skip in (scale * k for k in SKIPS):
+        if schedule.sigma_min < skip < schedule.sigma_max:
+            out += [_power_list(skip, e, steps, p) for p in POWERS for e in ends if e < skip]
+    return out
+
+
 def step_ratio(sigmas: Tensor) -> float:
     """The largest ratio of neighbouring steps in log σ, max(h_{i+1}/h_i, h_i/h_{i+1}), over the steps between
     positive levels after the first (the step from σ_max has no history behind it; the one into 0 is a denoising
@@ -186,18 +235,26 @@ def step_ratio(sigmas: Tensor) -> float:
 
 
 def _refine(
-    prob: _Problem, sigmas: Tensor, lo: float, sweeps: int, step: float = 0.25, omega: float = OMEGA
+    prob: _Problem,
+    sigmas: Tensor,
+    lo: float,
+    sweeps: int,
+    step: float = 0.25,
+    omega: float = OMEGA,
+    top: float | None = None,
 ) -> tuple[Tensor, float]:
     """Coordinate search on log σ_1..σ_{N−1} (σ_0 = σ_max and the final 0 fixed), levels kept descending and
     ≥ e^lo, neighbouring steps within a ratio of max(omega, that of the start) (``step_ratio``); returns the best
-    list and its error."""
-    logs = sigmas[1:-1].log()
+    list and its error. With `top` (σ_max, for a list that starts below it with the analytic jump) σ_0 is a
+    coordinate too, kept below `top`."""
+    free = top is not None
+    logs = sigmas[:-1].log() if free else sigmas[1:-1].log()
     best = prob.err(sigmas)
-    top = math.log(float(sigmas[0]))
+    top = math.log(top) if free else math.log(float(sigmas[0]))
     ratio_cap = max(omega, step_ratio(sigmas))
 
     def make(ls: Tensor) -> Tensor:
-        return torch.cat([sigmas[:1], ls.exp(), sigmas[-1:]])
+        return torch.cat([ls.exp(), sigmas[-1:]]) if free else torch.cat([sigmas[:1], ls.exp(), sigmas[-1:]])
 
     for _ in range(sweeps):
         improved = False
@@ -240,6 +297,7 @@ def fit_steps(
     sweeps: int = 8,
     refine_max_steps: int = 20,
     z: float = Z_MARGIN,
+    start: GaussianStart | None = None,
 ) -> FittedSteps:
     """Fit one σ list per entry of `steps` for `sampler` (with `knobs`) to `denoiser`.
 
@@ -255,6 +313,8 @@ def fit_steps(
         sweeps: coordinate-search sweeps (each ≤ 2(N−1) sampler runs) for N ≤ refine_max_steps.
         z: how many standard errors of the paired per-path differences a fitted list must win by on the validation
             batch to replace the best named spacing (``choose``); 0 keeps the plain validation argmin.
+        start: the data's Gaussian statistics (``GaussianStart``, e.g. from training samples): also fit lists that
+            begin below σ_max after the analytic jump (module doc); ``FittedSteps.start_state`` applies it.
     Cost (network calls on batches of n): (1 + n_val/n)·ref_steps for the references, then per N about
     (|family| + |named| + 2(N−1)·sweeps + (|named| + 2)·n_val/n)·N.
     """
@@ -269,9 +329,10 @@ def fit_steps(
         raise NoisecraftError(f"n_val must be at least 2 validation paths, got {n_val}")
     eps = torch.randn(n + n_val, *shape, generator=g, dtype=torch.float64)
     x = (schedule.sigma_max * eps).to(dtype=dtype, device=device)
-    cal = _Problem(denoiser, schedule, x[:n], cond, sampler, knobs, ref_steps)
-    val = _Problem(denoiser, schedule, x[n:], _tile_cond(cond, n, n_val), sampler, knobs, ref_steps)
-    out = FittedSteps(sampler, knobs)
+    cal = _Problem(denoiser, schedule, x[:n], cond, sampler, knobs, ref_steps, start)
+    val = _Problem(denoiser, schedule, x[n:], _tile_cond(cond, n, n_val), sampler, knobs, ref_steps, start)
+    out = FittedSteps(sampler, knobs, sigma_max=schedule.sigma_max)
+    scale = start.scale if start is not None else 0.0
     lo = math.log(schedule.sigma_min)
     for N in steps_list:
         named = {name: s for name in NAMED if (s := _named(schedule, N, name)) is not None}
@@ -280,10 +341,17 @@ def fit_steps(
             continue
         starts = [*named.values(), *_family(schedule, N)]
         errs = [cal.err(s) for s in starts]
-        start = starts[min(range(len(starts)), key=errs.__getitem__)]
-        refined, cal_err = _refine(cal, start, lo, sweeps if N <= refine_max_steps else 0)
+        origin = starts[min(range(len(starts)), key=errs.__getitem__)]
+        refined, cal_err = _refine(cal, origin, lo, sweeps if N <= refine_max_steps else 0)
         # named first, so that a tie (the search kept a named start unchanged) is reported as that name
-        candidates = {**{f"named:{k}": s for k, s in named.items()}, "family": start, "refined": refined}
+        candidates = {**{f"named:{k}": s for k, s in named.items()}, "family": origin, "refined": refined}
+        skips = _skip_family(schedule, N, scale) if start is not None else []
+        if skips:  # the analytic start: σ_0 < σ_max, found the same way (family, then search with σ_0 free)
+            errs = [cal.err(s) for s in skips]
+            first = skips[min(range(len(skips)), key=errs.__getitem__)]
+            candidates["gauss-family"] = first
+            sweeps_n = sweeps if N <= refine_max_steps else 0
+            candidates["gauss-refined"] = _refine(cal, first, lo, sweeps_n, top=schedule.sigma_max)[0]
         per_path = {k: val.per_path(s) for k, s in candidates.items()}
         pick, out.margin[N] = choose(per_path, z)
         out.sigmas[N], out.chosen[N] = candidates[pick], pick
