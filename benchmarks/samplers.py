@@ -26,7 +26,9 @@ with B(h) = −h (Zhao et al. 2023 recommend bh1 for unconditional sampling at v
 from training data, never the mixture's parameters), give the closed-form PF-ODE of the Gaussian stand-in from
 σ_max down to σ_skip, with no network call; ``fit_steps(..., start=...)`` fits σ_skip and the N levels below it
 on the same calibration/validation noise, and keeps a skipping list only when it beats the best named spacing by
-the paired test (otherwise its row is the plain fit's choice). diffusers 0.42 runs DDIM, Euler,
+the paired test (otherwise its row is the plain fit's choice). gauss_pc (sampling/gauss_pc.py) integrates that
+Gaussian part exactly inside every step and extrapolates only the residual; it needs the statistics, so its rows
+(named spacings from σ_max, and gauss-fitted) do not count as "named spacing" rows. diffusers 0.42 runs DDIM, Euler,
 Heun, DPM++2M/3M, UniPC-2/3 and DEIS with its default, trailing and Karras spacings (EDM: its EDM Euler and
 EDM DPM++ 2M/3M schedulers). NFE budgets 5, 10, 20 (Heun: the largest 2N−1 ≤ budget).
 
@@ -66,6 +68,7 @@ OURS = {  # name: (sampler, knobs, network calls per step)
     "unipc3_bh1": ("unipc", {"order": 3, "variant": "bh1"}, 1),
 }
 GAUSS = ("dpmpp_2m", "dpmpp_3m", "unipc", "unipc3", "unipc_bh1", "unipc3_bh1")  # fitted with the analytic start
+STATS_SAMPLERS = {"gauss_pc": ("gauss_pc", {}, 1)}  # samplers that use the data statistics (stats=...) themselves
 PROBLEMS = {  # name: (dimension, mixture seed, schedule)
     "2-D ring, DDPM linear": (2, 0, "linear"),
     "16-D, DDPM linear": (16, 3, "linear"),
@@ -171,9 +174,20 @@ def run_ours(gm, schedule, eps, ref, fitted, rows, problem, only_fitted: bool = 
 
 
 def run_gauss(gm, schedule, eps, ref, stats, args, rows, problem) -> None:
-    """The fit with the analytic start, per multistep sampler; rows "gauss-fitted (its choice)"."""
-    for name in GAUSS:
-        sampler, knobs, per = OURS[name]
+    """The fit with the analytic start, per multistep sampler; rows "gauss-fitted (its choice)". The samplers that
+    use the statistics themselves (gauss_pc) also get rows for the named spacings (from σ_max, no jump)."""
+    for name in (*GAUSS, *STATS_SAMPLERS):
+        sampler, knobs, per = {**OURS, **STATS_SAMPLERS}[name]
+        if name in STATS_SAMPLERS:
+            knobs = {**knobs, "stats": stats}
+            for nfe in NFES:
+                for spacing in NAMED:
+                    try:
+                        sig = step_sigmas(schedule, nfe, spacing)
+                    except NoisecraftError:
+                        continue
+                    out = get_sampler(sampler)(gm, float(sig[0]) * eps, sig, **knobs)
+                    rows.append(("noisecraft", problem, name, spacing, nfe, nfe, score(gm, out, ref(float(sig[0])))))
         steps = sorted({steps_for(n, per) for n in NFES})
         fit = fit_steps(
             gm, schedule, steps, shape=(gm.dim,), sampler=sampler, knobs=knobs, n=args.calibration,
@@ -306,7 +320,9 @@ def main() -> None:
         if args.only_gauss:
             gm, schedule = mixture(dim, seed), make_schedule(schedule_name)
             eps = torch.randn(paths, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-            rows = [r for r in rows if not (r[1] == problem and r[3].startswith("gauss-fitted"))]
+            rows = [
+                r for r in rows if not (r[1] == problem and (r[3].startswith("gauss-fitted") or r[2] in STATS_SAMPLERS))
+            ]
             t0 = time.perf_counter()
             run_gauss(gm, schedule, eps, Reference(gm, eps), data_stats(gm, args.stats), args, rows, problem)
             print(f"[{problem}] gauss fits {time.perf_counter() - t0:.0f}s", flush=True)
@@ -354,15 +370,15 @@ def main() -> None:
 
 def _best(rows, tool, problem, nfe, named_only=False):
     cand = [r for r in rows if r[0] == tool and r[1] == problem and r[4] == nfe]
-    if named_only:
-        cand = [r for r in cand if not is_fitted(r[3])]
+    if named_only:  # no fitting and no data statistics
+        cand = [r for r in cand if not is_fitted(r[3]) and r[2] not in STATS_SAMPLERS]
     return min(cand, key=lambda r: r[6]["rms"])
 
 
 def _fit_vs_named(rows, problems, prefix: str = "fitted") -> str:
     ratios = []
     for problem in problems:
-        for name in OURS:
+        for name in (*OURS, *STATS_SAMPLERS):
             for nfe in NFES:
                 cand = [r for r in rows if r[0] == "noisecraft" and r[1] == problem and r[2] == name and r[4] == nfe]
                 fit = [r for r in cand if r[3].startswith(prefix)]

@@ -97,7 +97,10 @@ class FittedSteps:
         """JSON-ready description (saved beside the schedules by ``save_schedule``)."""
         return {
             "sampler": self.sampler,
-            "knobs": self.knobs,
+            "knobs": {
+                k: v if isinstance(v, int | float | str | bool | None) else type(v).__name__
+                for k, v in self.knobs.items()
+            },
             "chosen": {str(k): v for k, v in self.chosen.items()},
             "validation_rms": {str(k): v for k, v in self.validation.items()},
             "validation_z": {str(k): v for k, v in self.margin.items()},

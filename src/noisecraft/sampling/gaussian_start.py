@@ -119,13 +119,23 @@ class GaussianStart:
             self.eigvecs.to(device=x.device, dtype=dt),
         )
 
+    def linear(self, y: Tensor, gains: Tensor, rest_gain: float | Tensor) -> Tensor:
+        """f(Σ)·y for a function f of the variance given by its values: U diag(gains) Uᵀ y + rest_gain·(I − UUᵀ) y.
+
+        y (B, *shape); gains (k,) or (B, k); rest_gain a number or (B, 1). Runs in y's dtype on y's device."""
+        _, _, U = self._parts(y)
+        c = y.reshape(y.shape[0], -1)  # (B, D)
+        if torch.is_tensor(rest_gain):
+            rest_gain = rest_gain.to(device=y.device, dtype=c.dtype)
+        gains = gains.to(device=y.device, dtype=c.dtype)
+        out = rest_gain * c + ((c @ U) * (gains - rest_gain)) @ U.T  # (B, D)
+        return out.reshape(y.shape)
+
     def _apply(self, x: Tensor, gains: Tensor, rest_gain: Tensor) -> Tensor:
-        """μ + U diag(gains) Uᵀ(x − μ) + rest_gain·(I − UUᵀ)(x − μ); gains (B, k), rest_gain (B, 1)."""
-        mu, _, U = self._parts(x)
+        """μ + f(Σ)(x − μ) (``linear``)."""
+        mu, _, _ = self._parts(x)
         c = x.reshape(x.shape[0], -1) - mu  # (B, D)
-        z = c @ U  # (B, k)
-        out = mu + rest_gain * c + (z * (gains - rest_gain)) @ U.T  # (B, D)
-        return out.reshape(x.shape)
+        return (mu + self.linear(c, gains, rest_gain)).reshape(x.shape)
 
     def denoise(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         """The Gaussian denoiser D_G(x; σ) = μ + Σ(Σ + σ²I)^{-1}(x − μ), x (B, *shape), σ scalar or (B,)."""
