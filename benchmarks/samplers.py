@@ -69,6 +69,7 @@ OURS = {  # name: (sampler, knobs, network calls per step)
 }
 GAUSS = ("dpmpp_2m", "dpmpp_3m", "unipc", "unipc3", "unipc_bh1", "unipc3_bh1")  # fitted with the analytic start
 STATS_SAMPLERS = {"gauss_pc": ("gauss_pc", {}, 1)}  # samplers that use the data statistics (stats=...) themselves
+STATS_DEFAULT = 4096  # data samples for the mean and covariance of the gauss rows
 PROBLEMS = {  # name: (dimension, mixture seed, schedule)
     "2-D ring, DDPM linear": (2, 0, "linear"),
     "16-D, DDPM linear": (16, 3, "linear"),
@@ -304,7 +305,7 @@ def main() -> None:
         "--only-fits", action="store_true", help="re-fit and re-score only the fitted rows (the rest is unchanged)"
     )
     ap.add_argument("--only-gauss", action="store_true", help="re-fit and re-score only the analytic-start rows")
-    ap.add_argument("--stats", type=int, default=4096, help="data samples for the mean and covariance (gauss rows)")
+    ap.add_argument("--stats", type=int, default=STATS_DEFAULT, help="data samples for the mean and covariance")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     problems = {"16-D, DDPM linear": PROBLEMS["16-D, DDPM linear"]} if args.quick else PROBLEMS
@@ -404,6 +405,11 @@ def report(rows, problems, paths, calibration, validation, sweeps, out: Path, qu
         f"{validation} validation paths (seed 123), {sweeps} search sweeps. "
         "Error against the exact PF-ODE solution. Cells: rms / median "
         "per-path error / share of paths ending in another mode.",
+        "",
+        "Reproduce: `OMP_NUM_THREADS=1 python benchmarks/samplers.py` (all problems, about 35 min on one busy core; "
+        f"`--problems 0,3` some of them; data statistics of the gauss rows from {STATS_DEFAULT} samples). "
+        "This table: `--problems 3,4,2,0,1,5`, then the held-out problem alone with `--problems 6` after the method "
+        "was settled on the others.",
         "",
         "## Targets: best configuration at each NFE (ratio = ours / diffusers' best rms)",
         "",
