@@ -41,7 +41,7 @@ PANEL = 1.0  # quadrature panels of at most this length in log σ, 16 Gauss–Le
 
 @lru_cache(maxsize=1)
 def _gauss_legendre(q: int = 16) -> tuple[Tensor, Tensor]:
-    """Nodes and weights on [−1, 1] (Golub–Welsch), float64 on the CPU (moved to the input's device by the caller)."""
+    """Nodes and weights on [−1, 1] (Golub–Welsch), float64 on the CPU (the weights built from them stay small)."""
     k = torch.arange(1, q, dtype=torch.float64)
     beta = k / (4 * k**2 - 1).sqrt()
     nodes, vecs = torch.linalg.eigh(torch.diag(beta, 1) + torch.diag(beta, -1))
