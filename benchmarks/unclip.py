@@ -5,6 +5,10 @@ against prior → decoder, each with and without CLIP guidance, at (reported) sa
     python benchmarks/unclip.py prior --unclip runs/unclip [--num 500] [--prior-cfgs 1,2,4]
     python benchmarks/unclip.py align --text-run runs/scenes-text --unclip runs/unclip --clip runs/clip \\
         [--num 100] [--steps 20] [--cfg 5] [--clip-scales 3,10] [--json out.json]
+    python benchmarks/unclip.py cpu-budget train-unclip ... --minutes 12     # any noisecraft command line
+
+cpu-budget: runs a noisecraft command whose --minutes is read on the process's CPU clock (time.process_time)
+instead of the wall clock, so two trainings on a loaded, shared machine get the same CPU time (equal compute).
 
 retrieval: text → image top-1 among 100 (blocks of 100 held-out pairs: scenes "test" split, Fashion-MNIST test
 items; "heldout": every scene shows a colour–item pair the train split never shows), for clean images and, for a
@@ -200,7 +204,21 @@ def align_table(args) -> None:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1, default=str))
 
 
+def cpu_budget(argv: list[str]) -> int:
+    """`noisecraft ARGV` with the trainers' time-budget clock (training.core / training.loop) on CPU time."""
+    from noisecraft.cli.main import main as noisecraft
+    from noisecraft.training import core, loop
+
+    core.clock = loop.clock = time.process_time
+    t0 = time.process_time()
+    rc = noisecraft(argv)
+    print(f"cpu-budget: the process used {(time.process_time() - t0) / 60:.2f} CPU-minutes in all", flush=True)
+    return rc
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["cpu-budget"]:
+        raise SystemExit(cpu_budget(sys.argv[2:]))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("retrieval")

@@ -568,6 +568,13 @@ CASES: list[Case] = [
     ),
     Case(
         "sample",
+        lambda c: ["sample", str(c.extra["unclip"]), "--prompt", "a red bag", "--class", "3"],
+        "is an unCLIP run, which does not take --class;",
+        unclip_pair,
+        id="unclip-class",
+    ),
+    Case(
+        "sample",
         lambda c: ["sample", str(c.img), "--num", "2", "--clip-guide", str(c.img)],
         "--clip-guide steers towards a prompt",
         id="clip-guide-no-prompt",

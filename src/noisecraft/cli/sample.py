@@ -101,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
         from noisecraft.cli.unclip_cli import sample_unclip
 
         return sample_unclip(args, prompts, out)
+    if args.prior_cfg is not None or args.prior_steps is not None:
+        from noisecraft.errors import NoisecraftError
+
+        raise NoisecraftError(
+            f"--prior-cfg and --prior-steps are for unCLIP runs (train-unclip); {args.run} is not one"
+        )
     import numpy as np
     import torch
 

@@ -32,8 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate of both")
     p.add_argument("--preset", default="tiny", help="decoder cond-unet preset (tiny, small)")
     p.add_argument("--widths", default=None, help="decoder channels per level, e.g. 32,32 (default: the preset's)")
-    p.add_argument("--schedule", default="linear", help="decoder noise schedule")
-    p.add_argument("--parameterisation", default="eps", help="decoder parameterisation")
+    p.add_argument(
+        "--schedule", default=None, help="decoder noise schedule: edm (default, as `noisecraft train`), linear, ..."
+    )
+    p.add_argument(
+        "--parameterisation",
+        default=None,
+        help="decoder parameterisation: edm (default, as `noisecraft train`), eps, x0, v; the guide's: eps with "
+        "--schedule linear",
+    )
     p.add_argument("--seed", type=non_negative_int, default=0)
     run_record.add_run_arguments(
         p, checkpoint_every=250, minutes_help="time budget of both parts instead of their --*-steps"
@@ -50,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             args.prior_minutes, args.decoder_minutes = args.minutes * share, args.minutes * (1 - share)
     args = run_record.start(args, "unclip")  # OUT/config.json before anything slow; --resume reads it back
     _check(args)
+    _decoder_defaults(args)
     from noisecraft.training.interrupt import TrainingInterrupted
 
     try:
@@ -69,6 +77,28 @@ def _check(args: argparse.Namespace) -> None:
         raise NoisecraftError(
             f"{args.out} already holds an unCLIP run: pass --resume to continue, or choose a new --out"
         )
+
+
+def _decoder_defaults(args: argparse.Namespace) -> None:
+    """Fill the decoder's --schedule/--parameterisation left unset: `noisecraft train`'s defaults (EDM
+    preconditioning and noise levels, Karras et al. 2022) for a new run, whose record then says them; a resumed
+    run keeps what it was trained with (its record, else its unclip.json: a run of the ε/linear days stays so)."""
+    import json
+    from pathlib import Path
+
+    from noisecraft.training.config import TRAIN_MODEL_DEFAULTS
+    from noisecraft.training.run_folder import write_text_atomic
+
+    keys = ("schedule", "parameterisation")
+    if all(getattr(args, k, None) is not None for k in keys):
+        return
+    saved = Path(args.out) / "unclip.json"
+    decoder = json.loads(saved.read_text()).get("decoder", {}) if args.resume and saved.is_file() else {}
+    for k in keys:
+        if getattr(args, k, None) is None:
+            setattr(args, k, decoder.get(k, TRAIN_MODEL_DEFAULTS[k]))
+    if not args.resume:  # the record (written before the torch import above) names the settings chosen
+        write_text_atomic(Path(args.out) / "config.json", json.dumps(run_record.record_of(args, "unclip"), indent=2))
 
 
 def _train(args: argparse.Namespace) -> int:

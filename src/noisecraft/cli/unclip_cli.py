@@ -9,13 +9,15 @@ from pathlib import Path
 
 def add_clip_guidance_arguments(p: argparse.ArgumentParser) -> None:
     """The sample options of CLIP guidance and unCLIP (a small group, added by cli/sample.py)."""
+    from noisecraft.cli.args import positive_int
+
     g = p.add_argument_group("CLIP guidance and unCLIP runs (see docs/unclip.md)")
     g.add_argument("--clip-guide", default=None, metavar="CLIP", help="steer sampling with this CLIP's gradient")
     g.add_argument("--clip-scale", type=float, default=1.0, help="CLIP guidance scale s (0: none)")
     g.add_argument("--clip-interval", default=None, help="CLIP guidance only for σ in (lo, hi], e.g. 0.5,80")
     g.add_argument("--clip-through", default="x0", help="x0 (through the denoised estimate) or noisy (noise-aware)")
     g.add_argument("--prior-cfg", type=float, default=None, help="unCLIP: CFG scale of the prior")
-    g.add_argument("--prior-steps", type=int, default=None, help="unCLIP: sampler steps of the prior")
+    g.add_argument("--prior-steps", type=positive_int, default=None, help="unCLIP: sampler steps of the prior")
 
 
 def clip_guided(denoiser, clip, scale: float, interval, through: str, latent: str | None, shape, device):
@@ -40,43 +42,80 @@ def clip_guided(denoiser, clip, scale: float, interval, through: str, latent: st
     return ClipGuidedDenoiser(denoiser, clip, scale, None, interval, through, decode)
 
 
+# What `sample` on an unCLIP run reads (cli/sample.py's options); any other option given is refused in one line.
+UNCLIP_SAMPLE_OPTIONS = frozenset(
+    "run sampler steps schedule num seed prompt prompts negative_prompt cfg_scale cfg_interval cfg_rescale batch_size "
+    "raw clip_x0 upscale aug clip_guide clip_scale clip_interval clip_through prior_cfg prior_steps device out".split()
+)
+
+
+def check_unclip_options(args: argparse.Namespace) -> None:
+    """One line naming the `sample` options given (not at their defaults) that an unCLIP run has no use for."""
+    from noisecraft.cli.sample import add_arguments
+    from noisecraft.errors import NoisecraftError
+
+    p = argparse.ArgumentParser(add_help=False)
+    add_arguments(p)
+    flag = {a.dest: a.option_strings[-1] for a in p._actions if a.option_strings}
+    defaults = vars(p.parse_args([args.run]))
+    given = [flag[k] for k, v in defaults.items() if k not in UNCLIP_SAMPLE_OPTIONS and getattr(args, k, v) != v]
+    if given:
+        raise NoisecraftError(
+            f"{args.run} is an unCLIP run, which does not take {', '.join(given)}; it takes --prompt/--prompts, "
+            "--negative-prompt, --cfg (decoder), --cfg-interval, --cfg-rescale, --prior-cfg, --prior-steps, "
+            "--clip-guide and --upscale"
+        )
+
+
 def sample_unclip(args: argparse.Namespace, prompts: list[str] | None, out: Path) -> int:
-    """`noisecraft sample UNCLIP_RUN --prompt ...`: prior → decoder, PNGs + grid + prompts.txt."""
+    """`noisecraft sample UNCLIP_RUN --prompt ...`: prior → decoder (→ --upscale stages), PNGs + grid + prompts.txt.
+
+    --schedule (step spacing), --batch-size and --negative-prompt act on both stages; --cfg, --cfg-interval,
+    --cfg-rescale, --clip-x0 and --clip-guide on the decoder; options it has no use for are refused."""
     from noisecraft.cli.args import write_guard
+    from noisecraft.cli.sample import _cascade, _stages
     from noisecraft.data.io import save_grid, save_images
     from noisecraft.errors import NoisecraftError
     from noisecraft.sampling.clip_guidance import clip_text_cond
-    from noisecraft.sampling.generate import resolve_device
+    from noisecraft.sampling.generate import clip_pixels, resolve_device
     from noisecraft.sampling.unclip import sample_prompts
     from noisecraft.training.unclip import load_unclip
 
     if prompts is None:
         raise NoisecraftError(f"{args.run} is an unCLIP run: pass --prompt TEXT (or --prompts FILE)")
-    if args.class_label is not None or args.classifier is not None:
-        raise NoisecraftError("an unCLIP run takes prompts, not --class or --classifier")
+    check_unclip_options(args)
     device = resolve_device(args.device)
     un = load_unclip(args.run, device, ema=not args.raw)
+    shape = un.config.image_shape
+    clip_pixels(un.decoder, args.clip_x0, un.config.latent, shape)  # refused for a latent decoder before sampling
+    stages = _stages(args, shape, device)  # checked to chain from the decoder's images before any sampling
     seeds = list(range(args.seed, args.seed + args.num))
     per = [prompts[i % len(prompts)] for i in range(args.num)]
-    guide = gcond = None
+    gcond, gclip = None, None
     if args.clip_guide is not None and args.clip_scale > 0:
         from noisecraft.models.clip import load_clip
 
         gclip = load_clip(args.clip_guide, device)
         gcond = clip_text_cond(gclip, per, device)
 
-        def guide(d):
-            return clip_guided(d, gclip, args.clip_scale, args.clip_interval, args.clip_through, un.config.latent,
-                               un.config.image_shape, device)  # fmt: skip
+    def guide(d):  # outside CFG: CLIP guidance, then the x̂0 clamp (as on other runs)
+        if gclip is not None:
+            d = clip_guided(d, gclip, args.clip_scale, args.clip_interval, args.clip_through, un.config.latent, shape,
+                            device)  # fmt: skip
+        return clip_pixels(d, args.clip_x0, un.config.latent, shape)
 
     x = sample_prompts(un, per, seeds, prior_cfg=args.prior_cfg, decoder_cfg=args.cfg_scale, sampler=args.sampler,
-                       steps=args.steps, prior_steps=args.prior_steps, guide=guide, guide_cond=gcond)  # fmt: skip
+                       steps=args.steps, prior_steps=args.prior_steps, guide=guide, guide_cond=gcond,
+                       negative_prompt=args.negative_prompt, cfg_interval=args.cfg_interval,
+                       cfg_rescale=args.cfg_rescale, spacing=args.schedule, batch_size=args.batch_size)  # fmt: skip
+    x = _cascade(x, stages, args, seeds)
     with write_guard(out):
         out.mkdir(parents=True, exist_ok=True)
         save_images(x, out, seeds)
         (out / "prompts.txt").write_text("".join(f"seed{s:06d}.png\t{p}\n" for s, p in zip(seeds, per)))
         grid = save_grid(x, out / "grid.png")
-    print(f"wrote {args.num} images seed{seeds[0]:06d}.png .. seed{seeds[-1]:06d}.png and {grid} (prior → decoder)")
+    chain = " → ".join(["prior", "decoder"] + ["upsampler"] * len(stages))
+    print(f"wrote {args.num} images seed{seeds[0]:06d}.png .. seed{seeds[-1]:06d}.png and {grid} ({chain})")
     return 0
 
 
