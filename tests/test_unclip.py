@@ -24,7 +24,7 @@ def test_prior_learns_a_known_text_to_image_embedding_map(tmp_path):
     A = torch.linalg.qr(torch.randn(E, E, generator=g))[0]
     text = torch.nn.functional.normalize(torch.randn(N, E, generator=g), dim=-1)
     image = torch.nn.functional.normalize(text @ A.T, dim=-1)
-    loop = dict(steps=500, batch=128, lr=2e-3, warmup_steps=50, log_every=100, checkpoint_every=500)
+    loop = dict(steps=300, batch=128, lr=2e-3, warmup_steps=50, log_every=100, checkpoint_every=300)
     cfg = U.UnclipConfig(embed_dim=E, prior_hidden=128, prior_depth=3, prior_loop=loop)
     prior = U.train_prior(cfg, image, [t[None] for t in text], tmp_path / "prior", False, progress=False)
     un = U.Unclip(cfg, None, prior.eval(), U.prior_schedule(), None, None, tmp_path)
