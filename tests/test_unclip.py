@@ -1,5 +1,6 @@
-"""unCLIP: the prior (a diffusion model over vectors) against a known text → embedding map, and the whole chain
-train-clip → train-unclip → sample --prompt (prior → decoder) → edit variations on tiny runs."""
+"""unCLIP: the prior (a diffusion model over vectors) against a known text → embedding map, CFG's negative branch
+exactly, and the whole chain train-clip → train-unclip (EDM decoder by default) → sample --prompt (prior →
+decoder, every sample option honoured or refused, → upsampler) → edit variations, and resume, on tiny runs."""
 
 from __future__ import annotations
 
