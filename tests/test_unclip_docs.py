@@ -48,3 +48,13 @@ def test_the_commands_of_docs_unclip_run(fake_fashion_mnist, tmp_path, monkeypat
     assert len(list((tmp_path / "runs" / "unclip" / "edits" / "variations").glob("seed*.png"))) == 4
     guided = tmp_path / "runs" / "scenes-text" / "generated"
     assert len(list(guided.glob("seed*.png"))) == 8
+    # the latent decoder follows `noisecraft train`'s rule for unit-variance latents (training.defaults.latent_model)
+    run = tmp_path / "runs" / "unclip"
+    saved = json.loads((run / "unclip.json").read_text())
+    dec = saved["decoder"]
+    assert (dec["parameterisation"], dec["sigma_data"], dec["schedule_kwargs"]) == ("edm", 1.0, {"p_mean": -0.5069})
+    # a run saved before that rule (σ_data unset) resumes as it was: the rule does not change its decoder
+    saved["decoder"].update(sigma_data=None, schedule_kwargs={})
+    (run / "unclip.json").write_text(json.dumps(saved))
+    assert main(["train-unclip", "--out", "runs/unclip", "--resume", "--no-progress"]) == 0
+    assert json.loads((run / "unclip.json").read_text())["decoder"]["sigma_data"] is None

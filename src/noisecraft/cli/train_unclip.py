@@ -137,6 +137,7 @@ def _train(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace, out):
     """(decoder data, image embeddings, caption embeddings per item, the UnclipConfig, the CLIP reference, the
     CLIP) of the run `args` describe, on its device; unclip.json and the CLIP copy written."""
+    import dataclasses
     import json
     from pathlib import Path
 
@@ -150,6 +151,7 @@ def _prepare(args: argparse.Namespace, out):
     from noisecraft.training import unclip as U
     from noisecraft.training.clip_train import load_captioned
     from noisecraft.training.core import LoopSettings
+    from noisecraft.training.defaults import latent_model
     from noisecraft.training.run_folder import write_text_atomic
 
     device = resolve_device(args.device)
@@ -181,6 +183,14 @@ def _prepare(args: argparse.Namespace, out):
         arch="cond-unet", preset=args.preset, resolution=x.shape[-1], channels=x.shape[1], text_dim=clip.embed_dim,
         schedule=args.schedule, parameterisation=args.parameterisation, net_kwargs=net_kwargs,
     )  # fmt: skip
+    saved = U.read_config(out) if (out / U.CONFIG_NAME).is_file() else None
+    if saved is not None and args.resume:  # a rule added since the run was saved must not change its decoder
+        d = saved.decoder
+        decoder = dataclasses.replace(
+            decoder, sigma_data=d.get("sigma_data"), schedule_kwargs=d.get("schedule_kwargs") or {}
+        )
+    elif args.latent is not None:  # `noisecraft train`'s rule for unit-variance latents: σ_data 1, shifted density
+        decoder = latent_model(decoder)
     common = dict(lr=args.lr, checkpoint_every=args.checkpoint_every, seed=args.seed)
     pm, dm = getattr(args, "prior_minutes", None), getattr(args, "decoder_minutes", None)
     every = [max(1, min(50, n // 10)) for n in (args.prior_steps, args.decoder_steps)]  # >= 10 log records
@@ -199,8 +209,8 @@ def _prepare(args: argparse.Namespace, out):
         decoder_loop=vars(decoder_loop),
         data=data.to_dict(),
     )
-    if (out / U.CONFIG_NAME).is_file():
-        saved = U.read_config(out).to_dict()
+    if saved is not None:
+        saved = saved.to_dict()
         fixed = [k for k in cfg.to_dict() if k not in ("prior_loop", "decoder_loop") and saved[k] != cfg.to_dict()[k]]
         if fixed:
             raise NoisecraftError(f"cannot resume {out}: {', '.join(fixed)} changed; use the run's own options")

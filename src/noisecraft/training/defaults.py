@@ -75,19 +75,28 @@ def latent_preconditioning(cfg: TrainConfig) -> tuple[TrainConfig, str | None]:
     trains on the same signal-to-noise ratios EDM chose for pixels (Karras et al. 2022, Table 1; a fixed
     P_mean on unit-variance latents spends most updates at low noise, where layout is already decided).
     """
-    model = cfg.model
-    if not cfg.data.latent or model.sigma_data is not None or model.discrete or model.schedule == "vp":
+    if not cfg.data.latent:
         return cfg, None
+    model = latent_model(cfg.model)
+    if model is cfg.model:
+        return cfg, None
+    p_mean = model.schedule_kwargs.get("p_mean")
+    shift = f", training σ log-normal mean {p_mean:g}" if p_mean != cfg.model.schedule_kwargs.get("p_mean") else ""
+    note = f"sigma_data {LATENT_SIGMA_DATA:g} for unit-variance latents{shift} (--set model.sigma_data=... to override)"
+    return dataclasses.replace(cfg, model=model), note
+
+
+def latent_model(model):
+    """The ModelConfig of a model of latents under the rule above (also train-unclip's latent decoder); `model`
+    itself where the rule does not apply (σ_data given, a discrete or VP schedule)."""
+    if model.sigma_data is not None or model.discrete or model.schedule == "vp":
+        return model
     kwargs = dict(model.schedule_kwargs)
-    shift = ""
     if model.schedule == "edm" and "p_mean" not in kwargs:
         from noisecraft.core.schedules import EDM
 
         kwargs["p_mean"] = round(EDM.p_mean + math.log(LATENT_SIGMA_DATA / EDM_SIGMA_DATA), 4)
-        shift = f", training σ log-normal mean {kwargs['p_mean']:g}"
-    model = dataclasses.replace(model, sigma_data=LATENT_SIGMA_DATA, schedule_kwargs=kwargs)
-    note = f"sigma_data {LATENT_SIGMA_DATA:g} for unit-variance latents{shift} (--set model.sigma_data=... to override)"
-    return dataclasses.replace(cfg, model=model), note
+    return dataclasses.replace(model, sigma_data=LATENT_SIGMA_DATA, schedule_kwargs=kwargs)
 
 
 def resolve_for_data(
