@@ -125,9 +125,7 @@ def check_table(args) -> None:
         ds = _scenes(split, args.num)
         imgs = np.stack([render(*lay, ds.items) for lay in ds.layouts])
         s = score(chk.read(imgs), ds.layouts)
-        print(
-            f"| {split} | {len(ds)} | {s['position']:.3f} | {s['colour']:.3f} | {s['class']:.3f} | {s['scene']:.3f} |"
-        )
+        print(f"| {split} | {len(ds)} | {_cells(s)} |")
 
 
 TARGET = {"position": 0.90, "colour": 0.90, "class": 0.70}  # issue 13, held-out combinations
@@ -146,6 +144,17 @@ def _align(denoiser, schedule, cfg, codec, chk, ds, w: float, sampler: str, step
     z = generate(d, schedule, sample_shape(cfg), list(range(len(ds))), sampler=sampler, steps=steps, cond=cond)
     x = torch.cat([codec.decode(z[i : i + 64]) for i in range(0, len(z), 64)])
     return score(chk.read(to_pixels(x).permute(0, 2, 3, 1).numpy()), ds.layouts), x
+
+
+def _cells(s: dict) -> str:
+    """The four alignment cells of a table row."""
+    return " | ".join(f"{s[k]:.3f}" for k in ("position", "colour", "class", "scene"))
+
+
+def _dump(rows: list[dict], path: str | None) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(rows, f, indent=1)
 
 
 def curve_table(args) -> None:
@@ -183,14 +192,8 @@ def curve_table(args) -> None:
         met = all(s[k] >= v for k, v in TARGET.items())
         rows.append({"step": step, "elapsed_s": near.get("elapsed_s"), "cpu_s": near.get("cpu_s"), **s, "met": met})
         wall, cpu = (f"{near[k] / 60:.1f}" if near.get(k) is not None else "-" for k in ("elapsed_s", "cpu_s"))
-        print(
-            f"| {step} | {wall} | {cpu} | {s['position']:.3f} | {s['colour']:.3f} | "
-            f"{s['class']:.3f} | {s['scene']:.3f} | {'met' if met else '-'} |",
-            flush=True,
-        )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        print(f"| {step} | {wall} | {cpu} | {_cells(s)} | {'met' if met else '-'} |", flush=True)
+    _dump(rows, args.json)
 
 
 def align_table(args) -> None:
@@ -216,14 +219,8 @@ def align_table(args) -> None:
                 save_grid(x[:16], Path(args.save) / f"{split}-cfg{w:g}.png", nrow=4)
                 (Path(args.save) / f"{split}-prompts.txt").write_text("".join(p + "\n" for p in prompts[:16]))
             results.append({"split": split, "scale": w, **s})
-            print(
-                f"| {split} | {w:g} | {len(ds)} | {s['position']:.3f} | {s['colour']:.3f} | {s['class']:.3f} | "
-                f"{s['scene']:.3f} |",
-                flush=True,
-            )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            print(f"| {split} | {w:g} | {len(ds)} | {_cells(s)} |", flush=True)
+    _dump(results, args.json)
 
 
 def edit_table(args) -> None:
