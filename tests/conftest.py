@@ -23,3 +23,18 @@ def fake_fashion_mnist(tmp_path_factory, monkeypatch):
     root = write_fake_fashion_mnist(tmp_path_factory.mktemp("fashion"))
     monkeypatch.setenv("NOISECRAFT_FASHION_MNIST", str(root))
     return root
+
+
+@pytest.fixture
+def one_second_steps(monkeypatch):
+    """The shared training core's clock, advanced by exactly 1 s per optimiser step (for --minutes plans)."""
+    from noisecraft.training import core
+
+    now, real = [0.0], core.apply_update
+
+    def update(*a, **k):
+        now[0] += 1.0
+        return real(*a, **k)
+
+    monkeypatch.setattr(core, "clock", lambda: now[0])
+    monkeypatch.setattr(core, "apply_update", update)

@@ -292,17 +292,7 @@ def test_sigterm_ends_the_step_saves_and_the_resume_is_bit_identical(verb, small
     _ends_like(run, small_reference[verb], verb)
 
 
-def test_minutes_plans_the_classifier_run_and_the_plan_is_kept(tmp_path, monkeypatch):
-    from noisecraft.training import core
-
-    now, real = [0.0], core.apply_update
-
-    def update(*a, **k):  # every optimiser step takes exactly 1 s of the loop's clock
-        now[0] += 1.0
-        return real(*a, **k)
-
-    monkeypatch.setattr(core, "clock", lambda: now[0])
-    monkeypatch.setattr(core, "apply_update", update)
+def test_minutes_plans_the_classifier_run_and_the_plan_is_kept(tmp_path, one_second_steps):
     run = tmp_path / "run"
     argv = [a for a in SMALL["train-classifier"]]
     argv[argv.index("--steps") : argv.index("--steps") + 2] = ["--minutes", "0.5"]

@@ -213,7 +213,7 @@ def test_sample_chains_an_unclip_run_into_an_upsampler(unclip_run, tmp_path, cap
     assert Image.open(tmp_path / "gen" / "seed000001.png").size == (32, 32)
 
 
-def test_unclip_resumes_from_its_record_and_plans_minutes(unclip_run, tmp_path, monkeypatch, capsys):
+def test_unclip_resumes_from_its_record_and_plans_minutes(unclip_run, tmp_path, monkeypatch, capsys, one_second_steps):
     """train-unclip runs on training.core.fit: --resume reads the command line from OUT/config.json (the prior,
     finished, is kept; the decoder, its checkpoint lost, is retrained to the same weights bit for bit). The run is
     one of the ε/linear kind train-unclip made before it defaulted to EDM: resumed (even from a record without
@@ -225,7 +225,6 @@ def test_unclip_resumes_from_its_record_and_plans_minutes(unclip_run, tmp_path, 
 
     from noisecraft.core.schedules import DiscreteVP
     from noisecraft.training import checkpoint as ckpt
-    from noisecraft.training import core
 
     clip, _, _ = unclip_run
     run, copy = tmp_path / "old", tmp_path / "copy"
@@ -250,14 +249,6 @@ def test_unclip_resumes_from_its_record_and_plans_minutes(unclip_run, tmp_path, 
     assert isinstance(un.decoder_schedule, DiscreteVP) and un.decoder.precond.kind == "eps"
     assert _sample(copy, tmp_path / "gen") == 0
 
-    now, real = [0.0], core.apply_update
-
-    def update(*a, **k):  # every optimiser step takes exactly 1 s of the loop's clock
-        now[0] += 1.0
-        return real(*a, **k)
-
-    monkeypatch.setattr(core, "clock", lambda: now[0])
-    monkeypatch.setattr(core, "apply_update", update)
     out = tmp_path / "timed"
     argv = ["train-unclip", "--clip", str(clip), "--data", "scenes", "--size", "24", "--prior-steps", "40"]
     argv += ["--decoder-steps", "20", "--batch-size", "2", "--widths", "32,32", "--minutes", "0.5", "--no-progress"]
