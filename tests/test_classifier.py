@@ -87,6 +87,10 @@ def test_save_load_round_trip(trained, tmp_path):
         torch.testing.assert_close(again(x, sigma), model(x, sigma))
     with pytest.raises(NoisecraftError, match="no classifier"):
         load_classifier(tmp_path / "nothing-here")
+    weights = next((tmp_path / "clf").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a copy cut short
+    with pytest.raises(NoisecraftError, match="cannot load"):
+        load_classifier(tmp_path / "clf")
 
 
 def test_classifier_from_another_resolution_is_refused(trained):

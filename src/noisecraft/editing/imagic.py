@@ -304,6 +304,7 @@ class ImagicEdit:
     @classmethod
     def load(cls, folder: str | Path, denoiser: nn.Module) -> ImagicEdit:
         """An edit saved by ``save``, applied to (a copy of) the same `denoiser`."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         folder = Path(folder)
@@ -315,7 +316,7 @@ class ImagicEdit:
             emb = load_file(str(files[0]))
             delta = load_file(str(files[1]))
             meta = json.loads(files[2].read_text())
-        except (OSError, RuntimeError, ValueError) as e:
+        except (OSError, RuntimeError, ValueError, SafetensorError) as e:
             raise NoisecraftError(f"cannot read the saved imagic edit in {str(folder)!r}: {e}") from None
         device = next(denoiser.parameters()).device
         e_tgt = {k: emb[f"tgt.{k}"].to(device) for k in TEXT_KEYS}

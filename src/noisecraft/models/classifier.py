@@ -165,6 +165,7 @@ class NoisyClassifier(nn.Module):
 
 def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> NoisyClassifier:
     """Load a classifier saved by ``NoisyClassifier.save`` (a folder, or the path of its classifier.json)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -181,7 +182,10 @@ def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> N
     except (json.JSONDecodeError, TypeError) as e:
         raise NoisecraftError(f"unreadable {cfg_path}: {e}") from None
     model = NoisyClassifier(config)
-    model.load_state_dict(load_file(str(weights)))
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except (RuntimeError, SafetensorError) as e:  # a truncated file, or weights of another shape
+        raise NoisecraftError(f"cannot load {weights}: {str(e).splitlines()[0][:200]}") from None
     return model.to(device).eval()
 
 

@@ -272,6 +272,7 @@ def load_clip(path: str | Path, device: str | torch.device = "cpu") -> SmallClip
     if folder.is_file():
         folder = folder.parent
     if (folder / CONFIG_NAME).is_file():
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         if not (folder / WEIGHTS_NAME).is_file():
@@ -283,7 +284,7 @@ def load_clip(path: str | Path, device: str | torch.device = "cpu") -> SmallClip
         model = build_clip(config, device)
         try:
             model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)))
-        except RuntimeError as e:  # a truncated file (SafetensorError) or weights of another shape
+        except (RuntimeError, SafetensorError) as e:  # a truncated file, or weights of another shape
             raise NoisecraftError(f"cannot load {folder / WEIGHTS_NAME}: {str(e).splitlines()[0][:200]}") from None
         return model.to(device).eval().requires_grad_(False)
     conf = folder / "config.json"
