@@ -115,9 +115,14 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.evaluation.plots import save_points
     from noisecraft.interop.pretrained import load_pretrained
     from noisecraft.sampling.generate import clip_pixels, decode_latents, generate, resolve_device
-    from noisecraft.sampling.samplers import SAMPLERS
+    from noisecraft.sampling.samplers import SAMPLERS, sampler_knobs
 
     check_choice("sampler", args.sampler, SAMPLERS)
+    knobs = None
+    if "stats" in sampler_knobs(args.sampler):  # gauss_pc: the training data's mean and covariance
+        from noisecraft.sampling.data_stats import run_data_stats
+
+        knobs = {"stats": run_data_stats(args.run)}
     device = resolve_device(args.device)
     model = load_pretrained(args.run, ema=not args.raw, device=device)
     denoiser, schedule = model.denoiser, model.schedule
@@ -179,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         class_labels=labels,
         batch_size=args.batch_size,
         cond=extra,
+        knobs=knobs,
     )
     x = decode_latents(model.latent, x, device)  # a latent run: decoded at the end (models/autoencoder.py)
     x = _cascade(x, stages, args, seeds)

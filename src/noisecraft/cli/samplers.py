@@ -3,6 +3,10 @@
 noisecraft samplers                         # samplers: paper, order, deterministic or stochastic; knobs
 noisecraft samplers --fit runs/digits --sampler unipc   # writes runs/digits/optimised_steps.json
 noisecraft sample runs/digits --sampler unipc --steps 10 --schedule optimised:runs/digits
+
+The fit also tries lists that start with the analytic first step (sampling/gaussian_start.py) for ≤ 10 steps,
+using the training data's mean and covariance (computed once into RUN/data_stats.safetensors); it keeps such a
+list only when it beats the named spacings on validation noise. --no-analytic-start fits from σ_max only.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=128,
         help="with --fit: paths in the calibration batch (the separate validation batch has 4 times as many)",
+    )
+    parser.add_argument(
+        "--no-analytic-start",
+        dest="analytic_start",
+        action="store_false",
+        help="with --fit: do not try lists that jump over the top noise levels with the data's Gaussian statistics",
     )
     parser.add_argument("--knobs", action="store_true", help="also list each sampler's knobs and defaults")
 
@@ -49,6 +59,7 @@ def _fit(args: argparse.Namespace) -> int:
     import torch
 
     from noisecraft.errors import NoisecraftError
+    from noisecraft.sampling.data_stats import STATS_FILE, run_data_stats
     from noisecraft.sampling.fit import fit_steps
     from noisecraft.sampling.steps import save_schedule
     from noisecraft.training.checkpoint import load_run
@@ -64,15 +75,26 @@ def _fit(args: argparse.Namespace) -> int:
     cond = None
     if cfg.model.num_classes > 0:  # calibrate over all classes in turn
         cond = {"class_labels": torch.arange(args.calibration) % cfg.model.num_classes}
+    from noisecraft.sampling.samplers import sampler_knobs
+
+    needs_stats = "stats" in sampler_knobs(args.sampler)  # gauss_pc takes the data statistics as a knob
+    stats = run_data_stats(args.fit, cfg) if args.analytic_start or needs_stats else None
+    knobs = {"stats": stats} if needs_stats else None
     fit = fit_steps(
-        denoiser, schedule, steps, shape=sample_shape(cfg), sampler=args.sampler, n=args.calibration, cond=cond
+        denoiser, schedule, steps, shape=sample_shape(cfg), sampler=args.sampler, knobs=knobs,
+        n=args.calibration, cond=cond, start=stats if args.analytic_start else None,
+    )  # fmt: skip
+    extra = {"analytic_start": STATS_FILE} if any(fit.skips(n) for n in fit.sigmas) else {}
+    path = save_schedule(
+        args.fit, fit.sigmas, fitted_for=str(args.fit), calibration=args.calibration, **fit.meta(), **extra
     )
-    path = save_schedule(args.fit, fit.sigmas, fitted_for=str(args.fit), calibration=args.calibration, **fit.meta())
     for n, sig in fit.sigmas.items():
         how = fit.chosen[n]
         note = (
             f"  (fell back to {how[6:]}: the fit was not better on held-out noise)" if how.startswith("named:") else ""
         )
+        if fit.skips(n):
+            note = f"  (analytic first step from σ_max = {schedule.sigma_max:.3g}, no network call)"
         print(f"{n:>3} steps: " + " ".join(f"{s:.3g}" for s in sig.tolist()) + note)
     print(f"saved {path}; use it with --sampler {args.sampler} --schedule optimised:{args.fit}")
     return 0

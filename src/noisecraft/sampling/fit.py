@@ -65,6 +65,10 @@ ENDS = (0.02, 0.05, 0.1, 0.2, 0.5)  # candidate σ_end (besides σ_min), for dat
 TOPS = (20.0, math.inf)  # σ_1 = min(σ_max, top): with and without the one-step crossing of the top levels
 # σ_skip candidates of the analytic start, in units of the data scale √(tr Σ / D); the search then moves σ_skip.
 SKIPS = (30.0, 15.0, 8.0, 5.0, 3.0)
+# Step counts up to which skipping lists are candidates. Above it the paired test was fooled on the benchmark:
+# skipping lists that won on 512 validation paths lost 2.7-3.6× on new noise at 20 steps (64-D linear gauss_pc,
+# 16-D cosine UniPC-3), while at 20 steps the plain fit is as good (benchmarks/results/samplers.md).
+SKIP_MAX_STEPS = 10
 
 
 @dataclass
@@ -317,7 +321,8 @@ def fit_steps(
         z: how many standard errors of the paired per-path differences a fitted list must win by on the validation
             batch to replace the best named spacing (``choose``); 0 keeps the plain validation argmin.
         start: the data's Gaussian statistics (``GaussianStart``, e.g. from training samples): also fit lists that
-            begin below σ_max after the analytic jump (module doc); ``FittedSteps.start_state`` applies it.
+            begin below σ_max after the analytic jump (module doc), for N ≤ ``SKIP_MAX_STEPS``;
+            ``FittedSteps.start_state`` applies it.
     Cost (network calls on batches of n): (1 + n_val/n)·ref_steps for the references, then per N about
     (|family| + |named| + 2(N−1)·sweeps + (|named| + 2)·n_val/n)·N.
     """
@@ -348,7 +353,7 @@ def fit_steps(
         refined, cal_err = _refine(cal, origin, lo, sweeps if N <= refine_max_steps else 0)
         # named first, so that a tie (the search kept a named start unchanged) is reported as that name
         candidates = {**{f"named:{k}": s for k, s in named.items()}, "family": origin, "refined": refined}
-        skips = _skip_family(schedule, N, scale) if start is not None else []
+        skips = _skip_family(schedule, N, scale) if start is not None and N <= SKIP_MAX_STEPS else []
         if skips:  # the analytic start: σ_0 < σ_max, found the same way (family, then search with σ_0 free)
             errs = [cal.err(s) for s in skips]
             first = skips[min(range(len(skips)), key=errs.__getitem__)]

@@ -18,6 +18,7 @@ from noisecraft.core.schedules import Schedule
 from noisecraft.errors import NoisecraftError
 
 if TYPE_CHECKING:
+    from noisecraft.sampling.gaussian_start import GaussianStart
     from noisecraft.sampling.samplers import Step
 
 
@@ -64,15 +65,23 @@ def generate(
     to_cpu: bool = True,
     callback: Callable[[int, Step], None] | None = None,
     cond: dict[str, Tensor] | None = None,
+    knobs: dict | None = None,
+    start: GaussianStart | None = None,
 ) -> Tensor:
     """Samples (N, *shape), one per seed; the noise of sample i comes only from seed i. `cond`: more per-sample
-    conditioning, each entry (N, ...) (e.g. text embeddings), sliced with the batches.
+    conditioning, each entry (N, ...) (e.g. text embeddings), sliced with the batches. `knobs`: the sampler's
+    keyword options (e.g. ``{"stats": ...}`` for gauss_pc).
+
+    A σ list that starts below the schedule's σ_max (an ``optimised:`` list fitted with the analytic first step,
+    sampling/gaussian_start.py) begins with the closed-form Gaussian flow from σ_max·ε down to its first level,
+    using `start` or else the statistics saved beside that fit (``sampling.data_stats``).
 
     With no `spacing`, the sampler's own default spacing is used (``sampling.steps.default_spacing``).
     Runs on `device` (default: the denoiser's own device). The result comes back on the CPU as float32
     unless ``to_cpu=False``. `callback(lo, step)` is called after every sampler step of the batch that starts
     at sample `lo` (progress bars, x̂0 previews, trajectories); raising from it stops sampling.
     """
+    from noisecraft.sampling.data_stats import fitted_start
     from noisecraft.sampling.noise import per_sample_generators, randn
     from noisecraft.sampling.samplers import get_sampler
     from noisecraft.sampling.steps import step_sigmas
@@ -82,14 +91,23 @@ def generate(
         raise NoisecraftError(f"batch size must be at least 1, got {batch_size}")
     device = model_device(denoiser) if device is None else torch.device(device)
     sigmas = step_sigmas(schedule, steps, spacing, sampler=sampler)  # (steps+1,) float64 on the CPU
+    top = float(sigmas[0])
+    if start is None:
+        start = fitted_start(spacing, sigmas, schedule.sigma_max)
+    elif top >= schedule.sigma_max * (1 - 1e-9):
+        start = None  # the list starts at the top: nothing to jump over
     out = []
     for lo in range(0, len(seeds), batch_size):
         gens = per_sample_generators(seeds[lo : lo + batch_size])
-        x = float(sigmas[0]) * randn((len(gens), *shape), gens, torch.float32, device)
+        if start is None:
+            x = top * randn((len(gens), *shape), gens, torch.float32, device)
+        else:  # the analytic first step: σ_max·ε → the list's first level, no network call
+            x = start.flow(schedule.sigma_max * randn((len(gens), *shape), gens, torch.float32, device),
+                           schedule.sigma_max, top)  # fmt: skip
         c = {} if class_labels is None else {"class_labels": class_labels[lo : lo + batch_size].to(device)}
         c.update({k: v[lo : lo + batch_size].to(device) for k, v in (cond or {}).items()})
         cb = None if callback is None else functools.partial(callback, lo)
-        x = fn(denoiser, x, sigmas, cond=c, generator=gens, callback=cb).float()
+        x = fn(denoiser, x, sigmas, cond=c, generator=gens, callback=cb, **(knobs or {})).float()
         out.append(x.cpu() if to_cpu else x)
     return torch.cat(out)
 
