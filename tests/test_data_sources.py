@@ -210,13 +210,13 @@ def test_random_transforms_are_deterministic(tmp_path: Path) -> None:
 def test_digits_builtin() -> None:
     from sklearn.datasets import load_digits
 
-    ds = make_dataset(DataConfig(source="digits", resolution=8, labels=True))
+    ds = make_dataset(DataConfig(source="digits", resolution=8, labels=True, split="all"))
     ref = load_digits()
     assert len(ds) == 1797 and ds.num_classes == 10 and ds.shape == (1, 8, 8)
     x = ds[7]["x"][0]
     assert torch.allclose(x, torch.tensor(ref.images[7] / 16 * 2 - 1, dtype=torch.float32), atol=1 / 255 + 1e-6)
     assert int(ds[7]["label"]) == ref.target[7]
-    up = make_dataset(DataConfig(source="digits", resolution=32, resize_filter="nearest"))[7]["x"][0]
+    up = make_dataset(DataConfig(source="digits", resolution=32, resize_filter="nearest", split="all"))[7]["x"][0]
     assert up.shape == (32, 32) and torch.equal(up[::4, ::4], x)
 
 
@@ -312,3 +312,22 @@ def test_hf_offline_hub_name_is_one_line_error(monkeypatch) -> None:
     with pytest.raises(NoisecraftError, match="save_to_disk") as e:
         make_dataset(DataConfig(source="hf:someone/not-cached-dataset-xyz"))
     assert "\n" not in str(e.value)
+
+
+def test_digits_training_data_never_holds_the_test_images_evaluation_scores_against() -> None:
+    """The default (train) split and the evaluation reference's test split are disjoint and together all 1797:
+    no test image is among the training images, except the few exact duplicates scikit-learn's digits hold."""
+    from sklearn.datasets import load_digits
+
+    from noisecraft.data.builtin import digits_split
+    from noisecraft.evaluation.reference import reference_images
+
+    train = make_dataset(DataConfig(source="digits", resolution=8))
+    x_train = torch.stack([train[i]["x"] for i in range(len(train))]).reshape(len(train), -1)
+    x_test = reference_images("digits", "test")[0].reshape(-1, 64)
+    assert (len(train), len(x_test)) == (1438, 359)
+    # the two routes differ by under one 8-bit step per pixel, so equal images are within 2.5/255 everywhere
+    close = int(((x_test[:, None, :] - x_train[None, :, :]).abs().amax(-1) < 2.5 / 255).sum())  # of 359 × 1438
+    imgs = load_digits().images.reshape(1797, -1)
+    duplicates = int((imgs[digits_split("test")][:, None, :] == imgs[digits_split("train")][None, :, :]).all(-1).sum())
+    assert close == duplicates

@@ -1,7 +1,9 @@
 """Built-in datasets that need no download: scikit-learn's digits, Fashion-MNIST from IDX files, 2-D toys.
 
 - ``digits``: 1 797 handwritten digits, 8×8 gray with values 0..16 (scikit-learn ``load_digits``), labels
-  0–9; upsampled to `resolution` with the configured Pillow filter.
+  0–9; upsampled to `resolution` with the configured Pillow filter. scikit-learn has no split, so noisecraft
+  fixes one (``digits_split``): the "train" split (1 438) never holds the 359 "test" images that evaluation
+  scores against (evaluation/reference.py).
 - ``fashion-mnist`` (Xiao et al. 2017): 60 000 train / 10 000 test 28×28 gray images in 10 classes, read from
   the original IDX files (gzipped or not): DataConfig.path, else $NOISECRAFT_FASHION_MNIST, else the Debian
   package's folder /usr/share/datasets/fashion-mnist (``apt-get install dataset-fashion-mnist``).
@@ -54,13 +56,29 @@ class ArrayImageDataset(ImageDataset):
         return int(self.labels[index])
 
 
+DIGITS_TEST_FRACTION = 0.2  # the last 20 % of a seed-0 permutation is the test split
+
+
+def digits_split(split: str, n: int = 1797) -> np.ndarray:
+    """Indices of the digits `split` ("train", "test" or "all"): a fixed permutation (seed 0) of the n images,
+    whose last n // 5 are the test split. The one definition for training data and evaluation references."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).numpy()
+    n_test = int(n * DIGITS_TEST_FRACTION)
+    parts = {"train": perm[:-n_test], "test": perm[-n_test:], "all": np.arange(n)}
+    if split not in parts:
+        raise NoisecraftError(f"digits split must be 'train', 'test' or 'all', got {split!r}")
+    return parts[split]
+
+
 def digits_dataset(cfg: DataConfig) -> ArrayImageDataset:
-    """scikit-learn's 8×8 digits; values 0..16 are mapped to 0..255 before resizing."""
+    """scikit-learn's 8×8 digits, the images of cfg.split (``digits_split``); values 0..16 are mapped to 0..255
+    before resizing."""
     from sklearn.datasets import load_digits  # lazy: scikit-learn is slow to import
 
     d = load_digits()
-    images = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)  # (1797, 8, 8)
-    return ArrayImageDataset(cfg, images, d.target, [str(i) for i in range(10)], "digits")
+    idx = digits_split(cfg.split, len(d.images))
+    images = np.rint(d.images[idx] * (255.0 / 16.0)).astype(np.uint8)  # (n, 8, 8)
+    return ArrayImageDataset(cfg, images, d.target[idx], [str(i) for i in range(10)], "digits")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Reference image sets for evaluation: fixed train/test splits of the built-in datasets, offline.
 
 - "digits": scikit-learn's 1797 8×8 handwritten digits (bundled with scikit-learn). There is no official
-  split, so noisecraft fixes one: a permutation with seed 0, the last 20 % (360 images) is the test split.
+  split, so noisecraft fixes one: a permutation with seed 0, the last 20 % (359 images) is the test split; the
+  training data of `--data digits` is the rest (data/builtin.py ``digits_split``).
 - "fashion-mnist": the official 60 000 / 10 000 split from the IDX files (Debian package
   ``dataset-fashion-mnist``: ``apt-get install dataset-fashion-mnist``, or $NOISECRAFT_FASHION_MNIST).
 
@@ -31,11 +32,11 @@ def _digits(split: str) -> tuple[Tensor, Tensor]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
+    from noisecraft.data.builtin import digits_split
+
     x = torch.from_numpy(d.images.astype(np.float32)) / 16.0 * 2 - 1  # (1797, 8, 8) in [−1, 1]
     y = torch.from_numpy(d.target.astype(np.int64))
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    n_test = len(x) // 5
-    idx = perm[-n_test:] if split == "test" else perm[:-n_test]
+    idx = torch.from_numpy(digits_split(split, len(x)))  # the training data's split (data/builtin.py)
     return x[idx, None], y[idx]
 
 
