@@ -131,3 +131,33 @@ def test_the_jump_and_gauss_pc_stay_on_the_model_device(tmp_path):
         out = generate(den, sch, (1, 8, 8), [0, 1], sampler=sampler, steps=3, spacing=f"optimised:{tmp_path}",
                        knobs=knobs, to_cpu=False)  # fmt: skip
         assert out.device.type == "meta" and out.shape == (2, 1, 8, 8)
+
+
+def test_eval_scores_the_images_sample_draws_with_gauss_pc(tmp_path, capsys):
+    """`eval RUN --sampler gauss_pc` and `sample` then `eval --samples-dir` score the same 8-bit images (both use
+    the run's statistics); damaged statistics are one clear error."""
+    from noisecraft.training.config import TrainConfig
+    from noisecraft.training.loop import train
+
+    run = tmp_path / "mlp"
+    cfg = {
+        "data": {"source": "digits", "resolution": 8},
+        "model": {"arch": "mlp", "preset": "tiny", "channels": 1, "resolution": 8, "schedule": "edm"},
+        "trackers": [], "sample_every": 0, "steps": 4, "batch_size": 16, "checkpoint_every": 4, "out_dir": str(run),
+    }  # fmt: skip
+    train(TrainConfig.from_dict(cfg), progress=False)
+    common = ["--sampler", "gauss_pc", "--steps", "3", "--num", "24"]
+    fd = {}
+    for name, argv in {
+        "eval": ["eval", str(run), *common, "--no-floor", "--out", str(tmp_path / "a.json")],
+        "sample": ["sample", str(run), *common, "--out", str(tmp_path / "png")],
+        "folder": ["eval", "--samples-dir", str(tmp_path / "png"), "--dataset", "digits", "--no-floor",
+                   "--out", str(tmp_path / "b.json")],
+    }.items():  # fmt: skip
+        assert main(argv) == 0, name
+        if name != "sample":
+            fd[name] = json.loads((tmp_path / f"{'a' if name == 'eval' else 'b'}.json").read_text())["scores"]["fd"]
+    assert (run / STATS_FILE).is_file() and fd["eval"] == pytest.approx(fd["folder"], rel=1e-9), fd
+    (run / STATS_FILE).write_bytes(b"")  # damaged statistics: one clear error, no traceback
+    assert main(["eval", str(run), *common, "--no-floor"]) == 2
+    assert "data-statistics file" in capsys.readouterr().err

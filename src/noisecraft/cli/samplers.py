@@ -59,7 +59,7 @@ def _fit(args: argparse.Namespace) -> int:
     import torch
 
     from noisecraft.errors import NoisecraftError
-    from noisecraft.sampling.data_stats import STATS_FILE, run_data_stats
+    from noisecraft.sampling.data_stats import STATS_FILE, run_data_stats, run_sampler_knobs
     from noisecraft.sampling.fit import fit_steps
     from noisecraft.sampling.steps import save_schedule
     from noisecraft.training.checkpoint import load_run
@@ -75,11 +75,8 @@ def _fit(args: argparse.Namespace) -> int:
     cond = None
     if cfg.model.num_classes > 0:  # calibrate over all classes in turn
         cond = {"class_labels": torch.arange(args.calibration) % cfg.model.num_classes}
-    from noisecraft.sampling.samplers import sampler_knobs
-
-    needs_stats = "stats" in sampler_knobs(args.sampler)  # gauss_pc takes the data statistics as a knob
-    stats = run_data_stats(args.fit, cfg) if args.analytic_start or needs_stats else None
-    knobs = {"stats": stats} if needs_stats else None
+    knobs = run_sampler_knobs(args.sampler, args.fit, cfg)  # gauss_pc takes the data statistics as a knob
+    stats = run_data_stats(args.fit, cfg) if args.analytic_start else None
     fit = fit_steps(
         denoiser, schedule, steps, shape=sample_shape(cfg), sampler=args.sampler, knobs=knobs,
         n=args.calibration, cond=cond, start=stats if args.analytic_start else None,

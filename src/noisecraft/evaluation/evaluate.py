@@ -293,6 +293,7 @@ def evaluate_denoiser(
     resize_filter: str = "lanczos",
     latent: str | None = None,
     cond: dict[str, Tensor] | None = None,
+    knobs: dict | None = None,
 ) -> tuple[EvalResult, Tensor]:
     """Draw `num` samples (seeds seed..seed+num−1; class i % num_classes when conditional) on `device` (default:
     the denoiser's own) and score them as 8-bit images. Returns (result, the 8-bit samples on the CPU).
@@ -318,6 +319,7 @@ def evaluate_denoiser(
         batch_size=batch_size,
         device=device,
         cond=cond,
+        knobs=knobs,
     )
     if latent is not None:  # latents → pixels; only the decoded images are clamped and rounded
         from noisecraft.sampling.generate import decode_latents
