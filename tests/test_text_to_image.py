@@ -55,6 +55,22 @@ def test_text_latent_run_trains_samples_and_loads(latent_setup, tmp_path, capsys
     # seed 0 with the same prompt and guidance is the same image whatever else is drawn with it
     a, b = Image.open(out / "seed000000.png"), Image.open(out2 / "seed000000.png")
     assert a.tobytes() != b.tobytes()  # negative prompt and scale differ
+    # a step schedule fitted for the guided model over the training captions, then used by sample
+    assert main(["samplers", "--fit", str(run), "--steps", "3", "--calibration", "4", "--cfg", "3"]) == 0
+    assert "fitting for 4 training captions" in capsys.readouterr().out
+    saved = json.loads((run / "optimised_steps.json").read_text())
+    scores, how = saved["validation_rms"]["3"], saved["chosen"]["3"]
+    best_named = min(v for k, v in scores.items() if k.startswith("named:"))
+    assert saved["cfg_scale"] == 3
+    assert scores[how] == best_named if how.startswith("named:") else scores[how] < best_named
+    from noisecraft.sampling.data_stats import load_stats
+
+    assert load_stats(run / "data_stats.safetensors").shape == (4, 8, 8)  # the latents the model denoises
+    argv = ["sample", str(run), "--prompt", "a red bag on the left", "--cfg", "3", "--steps", "3", "--num", "2"]
+    assert main([*argv, "--schedule", f"optimised:{run}", "--out", str(tmp_path / "gen3")]) == 0
+    assert len(list((tmp_path / "gen3").glob("seed*.png"))) == 2
+    assert main(["samplers", "--fit", str(run), "--steps", "3", "--prompts", str(tmp_path / "none.txt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
     # bad input: one line, no traceback
     capsys.readouterr()
     assert main(["sample", str(run), "--num", "2"]) == 2

@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="with --fit: do not try lists that jump over the top noise levels with the data's Gaussian statistics",
     )
+    parser.add_argument(
+        "--prompt", default=None, help="with --fit on a text run: the prompt to fit for (default: training captions)"
+    )
+    parser.add_argument("--prompts", default=None, metavar="FILE", help="with --fit on a text run: one prompt per line")
+    parser.add_argument(
+        "--cfg", dest="cfg_scale", type=float, default=None, help="with --fit on a text run: the CFG scale to fit for"
+    )
     parser.add_argument("--knobs", action="store_true", help="also list each sampler's knobs and defaults")
 
 
@@ -73,7 +80,11 @@ def _fit(args: argparse.Namespace) -> int:
         raise NoisecraftError(f"--calibration must be at least 2, got {args.calibration}")
     denoiser, schedule, cfg = load_run(args.fit)
     cond = None
-    if cfg.model.num_classes > 0:  # calibrate over all classes in turn
+    if cfg.text.enabled:  # the guided denoiser `sample --prompt ... --cfg W` runs, over the prompts in turn
+        denoiser, cond = _text_denoiser(denoiser, cfg, args)
+    elif args.prompt is not None or args.prompts is not None or args.cfg_scale is not None:
+        raise NoisecraftError(f"--prompt, --prompts and --cfg are for text-conditioned runs; {args.fit} is not one")
+    elif cfg.model.num_classes > 0:  # calibrate over all classes in turn
         cond = {"class_labels": torch.arange(args.calibration) % cfg.model.num_classes}
     knobs = run_sampler_knobs(args.sampler, args.fit, cfg)  # gauss_pc takes the data statistics as a knob
     stats = run_data_stats(args.fit, cfg) if args.analytic_start else None
@@ -82,6 +93,8 @@ def _fit(args: argparse.Namespace) -> int:
         n=args.calibration, cond=cond, start=stats if args.analytic_start else None,
     )  # fmt: skip
     extra = {"analytic_start": STATS_FILE} if any(fit.skips(n) for n in fit.sigmas) else {}
+    if cfg.text.enabled:
+        extra["cfg_scale"] = args.cfg_scale
     path = save_schedule(
         args.fit, fit.sigmas, fitted_for=str(args.fit), calibration=args.calibration, **fit.meta(), **extra
     )
@@ -95,3 +108,25 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"{n:>3} steps: " + " ".join(f"{s:.3g}" for s in sig.tolist()) + note)
     print(f"saved {path}; use it with --sampler {args.sampler} --schedule optimised:{args.fit}")
     return 0
+
+
+def _text_denoiser(denoiser, cfg, args: argparse.Namespace):
+    """(guided denoiser, per-sample text conditioning of the calibration batch) for a text run: the prompts of
+    --prompt/--prompts, else the first captions of its training data, cycled over the batch."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from noisecraft.cli.sample import _read_prompts
+    from noisecraft.sampling.prompt_guidance import prompt_denoiser
+
+    prompts = _read_prompts(SimpleNamespace(prompt=args.prompt, prompts=args.prompts))
+    if prompts is None:
+        from noisecraft.data.datasets import make_dataset
+        from noisecraft.data.latent_cache import caption_choices
+
+        data = dataclasses.replace(cfg.data, latent=None, captions=True, labels=False, flip=False)
+        ds = make_dataset(data)
+        prompts = [caption_choices(ds, i)[0] for i in range(min(args.calibration, len(ds)))]
+        print(f"fitting for {len(prompts)} training captions, e.g. {prompts[0]!r}, at CFG {args.cfg_scale or 1:g}")
+    per_sample = [prompts[i % len(prompts)] for i in range(args.calibration)]
+    return prompt_denoiser(denoiser, denoiser.net.text_encoder, per_sample, cfg_scale=args.cfg_scale)
