@@ -37,7 +37,13 @@ def test_fit_then_sample_with_the_optimised_schedule(tmp_path, capsys):
             assert scores[how] == best_named
         else:
             assert scores[how] < best_named and saved["validation_z"][n][how] < -2
-    assert "steps:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "steps:" in printed
+    for n, how in saved["chosen"].items():  # a kept fit reports its gain on the validation paths
+        scores = saved["validation_rms"][n]
+        best_named = min(v for k, v in scores.items() if k.startswith("named:"))
+        shown = f"error {scores[how]:.4g}, {scores[how] / best_named:.2f}x that of the best named spacing"
+        assert (shown in printed) != how.startswith("named:"), printed
     out = tmp_path / "samples"
     argv = ["sample", str(run), "--sampler", "unipc", "--steps", "6", "--schedule", f"optimised:{run}"]
     assert main([*argv, "--num", "5", "--out", str(out)]) == 0

@@ -106,6 +106,13 @@ def _fit(args: argparse.Namespace) -> int:
         if fit.skips(n):
             note = f"  (analytic first step from σ_max = {schedule.sigma_max:.3g}, no network call)"
         print(f"{n:>3} steps: " + " ".join(f"{s:.3g}" for s in sig.tolist()) + note)
+        scores = fit.validation.get(n, {})
+        named = {k[6:]: v for k, v in scores.items() if k.startswith("named:")}
+        if named and not how.startswith("named:"):
+            best = min(named, key=named.get)
+            ratio = scores[how] / named[best]
+            print(f"           on {4 * args.calibration} validation paths: error {scores[how]:.4g}, {ratio:.2f}x "
+                  f"that of the best named spacing ({best}, {named[best]:.4g})")  # fmt: skip
     print(f"saved {path}; use it with --sampler {args.sampler} --schedule optimised:{args.fit}")
     return 0
 
