@@ -5,7 +5,7 @@ one-step samplers (``samplers.py``), multistep exponential integrators (``multis
 solver (``adaptive.py``) and the score-based samplers (``langevin.py``).
 """
 
-from noisecraft.sampling import adaptive, gauss_pc, langevin, multistep, samplers  # noqa: F401  (they register)
+from noisecraft.sampling import adaptive, gauss_pc, langevin, multistep, samplers, solver_fit  # noqa: F401  (they register)
 from noisecraft.sampling.registry import SAMPLERS, get_sampler, iterate, sampler_knobs
 
 __all__ = ["SAMPLERS", "get_sampler", "iterate", "sampler_knobs"]
