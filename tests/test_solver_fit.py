@@ -16,7 +16,7 @@ from noisecraft.core.schedules import make_schedule
 from noisecraft.errors import NoisecraftError
 from noisecraft.sampling.gaussian_start import GaussianStart
 from noisecraft.sampling.registry import get_sampler
-from noisecraft.sampling.solver_fit import FittedSolver, base_coefficients, fit_solver
+from noisecraft.sampling.solver_fit import base_coefficients, fit_solver, load_solvers, save_solvers
 from noisecraft.sampling.steps import step_sigmas
 
 
@@ -85,7 +85,7 @@ def _mixture_fit(z: float):
     return gm, sch, sig, fit_solver(gm, sch, sig, shape=(8,), base="dpmpp_2m", n=256, n_val=256, seed=5, z=z)
 
 
-def test_fitted_weights_lower_the_error_on_fresh_noise():
+def test_fitted_weights_lower_the_error_on_fresh_noise(tmp_path):
     gm, sch, sig, sol = _mixture_fit(z=2.0)
     assert sol.calibration["fitted"] < 0.6 * sol.calibration["base"]
     assert sol.chosen == "fitted" and sol.z < -2.0
@@ -94,8 +94,11 @@ def test_fitted_weights_lower_the_error_on_fresh_noise():
     base = float((get_sampler("dpmpp_2m")(gm, x, sig) - ref).pow(2).mean().sqrt())
     fitted = float((sol.sample(gm, x) - ref).pow(2).mean().sqrt())
     assert fitted < 0.6 * base, (fitted, base)  # measured 0.062 against 0.137
-    back = FittedSolver.from_dict(sol.to_dict())  # saved beside a schedule and loaded: the same sampler
-    assert torch.equal(back.sample(gm, x), sol.sample(gm, x))
+    save_solvers(tmp_path, {5: sol})  # saved beside a schedule and loaded: the same sampler
+    back = load_solvers(tmp_path)[5]
+    assert back.chosen == "fitted" and torch.equal(back.sample(gm, x), sol.sample(gm, x))
+    with pytest.raises(NoisecraftError, match="no fitted solver"):
+        load_solvers(tmp_path / "elsewhere")
 
 
 def test_validation_rule_keeps_the_base_when_the_win_is_not_significant():
@@ -114,3 +117,24 @@ def test_bad_inputs_get_clear_errors():
         fit_solver(gm, sch, torch.tensor([5.0, 1.0, 0.0]), shape=(4,), n=8, n_val=8)
     with pytest.raises(NoisecraftError, match="needs a"):
         get_sampler("fitted_ms")(gm, torch.zeros(2, 4), torch.tensor([80.0, 0.0]), a=torch.ones(3), b=torch.ones(3, 1))
+
+
+def test_documented_use(tmp_path):
+    """docs/samplers.md: fit_steps on a large calibration batch with the analytic start, fit_solver on its list,
+    sample, save and load; at a small size (8-D mixture under DDPM cosine, 6 calls). On fresh noise the kept
+    solver is no worse than the fitted list with its base sampler."""
+    from noisecraft.sampling.fit import fit_steps
+
+    gm, sch = blobs(8, 2), make_schedule("cosine")
+    stats = GaussianStart.from_samples(gm.sample(2048, torch.Generator().manual_seed(5))[0])
+    knobs = {"order": 3}
+    fit = fit_steps(gm, sch, (6,), shape=(8,), sampler="unipc", knobs=knobs, n=256, n_val=256, start=stats, sweeps=2)
+    sol = fit_solver(gm, sch, fit.sigmas[6], shape=(8,), base="unipc", knobs=knobs, start=stats, n=256, n_val=256)
+    save_solvers(tmp_path, {6: sol})
+    eps = torch.randn(512, 8, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    ref = exact(gm, sch.sigma_max * eps, sch.sigma_max)
+    out = load_solvers(tmp_path)[6].sample(gm, sch.sigma_max * eps, stats)
+    base = get_sampler("unipc")(gm, fit.start_state(sch.sigma_max * eps, 6, stats), fit.sigmas[6], **knobs)
+    rms = lambda v: float((v - ref).pow(2).mean().sqrt())  # noqa: E731
+    assert rms(out) <= 1.05 * rms(base), (sol.chosen, rms(out), rms(base))
+    assert rms(out) < 0.2  # a sensible sample: the mixture's scale is about 0.6

@@ -1,8 +1,9 @@
 """Solver coefficients fitted to one model and one σ list ("fitted_ms"), judged on noise the fit never saw.
 
-    steps = fit_steps(denoiser, schedule, (5, 10), shape=(16,), sampler="unipc", knobs={"order": 3})
+    steps = fit_steps(denoiser, schedule, (10,), shape=(16,), sampler="unipc", knobs={"order": 3})
     solver = fit_solver(denoiser, schedule, steps.sigmas[10], shape=(16,), base="unipc", knobs={"order": 3})
     x = solver.sample(denoiser, schedule.sigma_max * eps)     # or get_sampler("fitted_ms")(..., **solver.knobs())
+    save_solvers("runs/my-model", {10: solver})               # runs/my-model/fitted_solver.json; load_solvers(...)
 
 Every multistep sampler of noisecraft that is linear in its past denoised estimates (DDIM, DPM-Solver++ 2M/3M,
 UniPC with its free corrector folded in) is, on a fixed σ list, one linear multistep map of the evaluated states
@@ -25,10 +26,12 @@ otherwise ``FittedSolver.chosen`` is "base" and the coefficients are the base sa
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -156,6 +159,7 @@ class FittedSolver:
         return get_sampler("fitted_ms")(denoiser, x, self.sigmas, cond=cond, **self.knobs())
 
     def to_dict(self) -> dict:
+        """JSON-ready form (``save_solvers``); ``from_dict`` restores the sampler (not the fit's diagnostics)."""
         return {
             "base": self.base,
             "base_knobs": self.base_knobs,
@@ -172,6 +176,33 @@ class FittedSolver:
     def from_dict(cls, d: dict) -> FittedSolver:
         t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
         return cls(d["base"], d["base_knobs"], t(d["sigmas"]), t(d["a"]), t(d["b"]), d["sigma_max"], d["chosen"])
+
+
+SOLVER_FILE = "fitted_solver.json"  # beside optimised_steps.json (sampling/steps.py)
+SOLVER_FORMAT = "noisecraft-fitted-solver-1"
+
+
+def save_solvers(path: str | Path, solvers: dict[int, FittedSolver]) -> Path:
+    """Write fitted solvers (one per step count) as JSON; a folder gets ``fitted_solver.json`` inside it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / SOLVER_FILE
+    payload = {"format": SOLVER_FORMAT, "solvers": {str(k): v.to_dict() for k, v in sorted(solvers.items())}}
+    path.write_text(json.dumps(payload, indent=1))
+    return path
+
+
+def load_solvers(path: str | Path) -> dict[int, FittedSolver]:
+    """The fitted solvers saved by ``save_solvers`` (a JSON file, or a folder holding ``fitted_solver.json``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / SOLVER_FILE
+    if not path.is_file():
+        raise NoisecraftError(f"no fitted solver at {str(path)!r}; fit one with fit_solver(...) and save_solvers")
+    data = json.loads(path.read_text())
+    if data.get("format") != SOLVER_FORMAT:
+        raise NoisecraftError(f"{str(path)!r} is not a noisecraft fitted-solver file (format {SOLVER_FORMAT})")
+    return {int(k): FittedSolver.from_dict(v) for k, v in data["solvers"].items()}
 
 
 def _run(denoiser, x: Tensor, sigmas: list[float], a: Tensor, b: Tensor, cond: dict | None) -> Tensor:
