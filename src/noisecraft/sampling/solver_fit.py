@@ -39,7 +39,7 @@ from torch import Tensor
 from noisecraft.core.denoiser import Denoiser
 from noisecraft.core.schedules import Schedule
 from noisecraft.errors import NoisecraftError
-from noisecraft.sampling.fit import Z_MARGIN, _Problem, choose
+from noisecraft.sampling.fit import Z_MARGIN, _Problem, _tile_cond, choose
 from noisecraft.sampling.gaussian_start import GaussianStart
 from noisecraft.sampling.noise import Generators
 from noisecraft.sampling.registry import Model, Step, iterate, register
@@ -247,6 +247,8 @@ def fit_solver(
     paths lowered the calibration error by 22 % and raised the validation error). The n_val validation paths
     (drawn after them from `seed`) decide by the paired test of ``fit.choose`` with margin `z`: the fitted
     weights replace the base sampler's only when they win there.
+    `cond` applies to the n calibration paths (per-sample tensors of n rows are repeated over the validation
+    rows, as in ``fit_steps``); states are made in `dtype` on `device`.
     Cost: about (2·#weights·sweeps + 2·n_val/n) runs of N steps on batches of n, after 2 reference solves."""
     sig = torch.as_tensor(sigmas, dtype=torch.float64).cpu()
     if len(sig) < 2 or float(sig[-1]) != 0.0:
@@ -264,7 +266,7 @@ def fit_solver(
     eps = torch.randn(n + n_val, *shape, generator=g, dtype=torch.float64)
     x = (top * eps).to(dtype=dtype, device=device)
     cal = _Problem(denoiser, schedule, x[:n], cond, base, knobs, ref_steps, start)
-    val = _Problem(denoiser, schedule, x[n:], cond, base, knobs, ref_steps, start)
+    val = _Problem(denoiser, schedule, x[n:], _tile_cond(cond, n, n_val), base, knobs, ref_steps, start)
     levels = sig.tolist()
 
     def per_path(prob: _Problem, a: Tensor, b: Tensor) -> Tensor:
