@@ -453,6 +453,32 @@ def _fit_vs_named(rows, problems, prefix: str = "fitted") -> str:
     return text + f"; median fitted / best named = {median:.2f}."
 
 
+def _large_summary(rows, problems) -> list[str]:
+    """Lines on the large-calibration rows: each against the plain fit of the same sampler (n = 128 calibration
+    paths) and the fitted solver weights against their base (UniPC-3 on the same large-fitted list)."""
+    lines = []
+    for problem in problems:
+        for nfe in LARGE_NFES:
+            cand = [r for r in rows if r[0] == "noisecraft" and r[1] == problem and r[4] == nfe]
+            large = {r[2]: r for r in cand if r[3].startswith("large-fitted")}
+            if not large:
+                continue
+            small = {r[2]: r for r in cand if r[3].startswith("gauss-fitted")}
+            parts = [
+                f"{k} {r[6]['rms']:.4f} (gauss-fitted on 128 paths: {small[k][6]['rms']:.4f})"
+                for k, r in large.items()
+                if k in small
+            ]
+            solver = [r for r in cand if r[3].startswith("solver-fitted")]
+            if solver and "unipc3" in large:
+                r = solver[0]
+                parts.append(f"fitted_ms {r[6]['rms']:.4f} ({r[3][len('solver-fitted ') :]})")
+            lines.append(f"- {problem} @ {nfe}: " + "; ".join(parts))
+    if not lines:
+        return []
+    return ["", "Large-calibration fits (4096 + 4096 paths, rms on the held-out paths):", "", *lines]
+
+
 def report(rows, problems, paths, calibration, validation, sweeps, out: Path, quick: bool) -> None:
     lines = [
         "# Samplers benchmark (benchmarks/samplers.py" + (" --quick" if quick else "") + ")",
@@ -510,6 +536,7 @@ def report(rows, problems, paths, calibration, validation, sweeps, out: Path, qu
         "",
         "Fitted with the analytic start (gauss-fitted) vs the best named spacing of the same sampler, likewise: "
         + _fit_vs_named(rows, problems, "gauss-fitted"),
+        *_large_summary(rows, problems),
         "",
         "## Adaptive solver at its mean per-sample NFE, beside the best fixed schedule at about that NFE",
         "",
