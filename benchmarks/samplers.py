@@ -472,7 +472,7 @@ def _large_summary(rows, problems) -> list[str]:
             solver = [r for r in cand if r[3].startswith("solver-fitted")]
             if solver and "unipc3" in large:
                 r = solver[0]
-                parts.append(f"fitted_ms {r[6]['rms']:.4f} ({r[3][len('solver-fitted ') :]})")
+                parts.append(f"fitted_ms {r[6]['rms']:.4f} {r[3][len('solver-fitted ') :]}")
             lines.append(f"- {problem} @ {nfe}: " + "; ".join(parts))
     if not lines:
         return []
