@@ -51,3 +51,33 @@ def test_fit_then_sample_with_the_optimised_schedule(tmp_path, capsys):
     assert x.shape == (5, 2) and np.isfinite(x).all()
     assert main(["samplers", "--fit", str(run), "--steps", "3,x"]) == 2
     assert "--steps must be comma-separated integers" in capsys.readouterr().err
+
+
+def test_fit_solver_weights_then_sample_with_fitted_ms(tmp_path, capsys):
+    """--solver fits fitted_ms weights on each list; `sample --sampler fitted_ms` uses them with their own list,
+    and equals the base sampler exactly where the validation test kept the base weights."""
+    run = tmp_path / "run"
+    quiet = ["--no-progress", "--set", "trackers=[]", "--set", "sample_every=0"]
+    assert main(["train", "--data", "toy:moons", "--steps", "20", "--batch-size", "32", "--out", str(run), *quiet]) == 0
+    argv = ["samplers", "--fit", str(run), "--steps", "3,6", "--calibration", "24", "--sampler", "unipc", "--solver"]
+    assert main(argv) == 0
+    assert "fitted_ms weights" in capsys.readouterr().out
+    saved = json.loads((run / "fitted_solver.json").read_text())["solvers"]
+    assert set(saved) == {"3", "6"}
+    outs = {}
+    for sampler in ("fitted_ms", "unipc"):
+        argv = ["sample", str(run), "--sampler", sampler, "--steps", "6", "--schedule", f"optimised:{run}"]
+        assert main([*argv, "--num", "8", "--out", str(tmp_path / sampler)]) == 0
+        outs[sampler] = np.load(tmp_path / sampler / "samples.npy")
+    v = saved["6"]["validation_rms"]
+    if saved["6"]["chosen"] == "base":
+        np.testing.assert_allclose(outs["fitted_ms"], outs["unipc"], atol=1e-5)
+    else:
+        assert v["fitted"] < v["base"] and not np.allclose(outs["fitted_ms"], outs["unipc"], atol=1e-5)
+    capsys.readouterr()
+    assert main(["sample", str(run), "--sampler", "fitted_ms", "--steps", "5", "--schedule", f"optimised:{run}"]) == 2
+    assert "fitted weights for [3, 6] steps, not 5" in capsys.readouterr().err
+    assert main(["sample", str(run), "--sampler", "fitted_ms", "--steps", "6", "--out", str(tmp_path / "x")]) == 2
+    assert "belong to the σ list" in capsys.readouterr().err
+    assert main(["samplers", "--fit", str(run), "--sampler", "heun", "--steps", "3", "--solver"]) == 2
+    assert "linear multistep sampler" in capsys.readouterr().err

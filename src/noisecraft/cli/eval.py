@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             cond = encoder.encode([args.prompt or ""] * args.num)
         elif args.prompt is not None:
             raise NoisecraftError("--prompt needs a text-conditioned run (trained with --text)")
-        from noisecraft.sampling.data_stats import run_sampler_knobs
+        from noisecraft.sampling.run_knobs import run_sampler_knobs
 
         torch.manual_seed(args.seed)
         shown = clip_pixels(denoiser, args.clip_x0, cfg.data.latent, sample_shape(cfg))  # as `sample --clip-x0`
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             resize_filter=cfg.data.resize_filter,
             latent=cfg.data.latent,
             cond=cond,
-            knobs=run_sampler_knobs(args.sampler, args.run_dir, cfg),  # as `sample` draws them
+            knobs=run_sampler_knobs(args.sampler, args.run_dir, args.steps, cfg),  # as `sample` draws them
         )
         if cond is not None:
             result.protocol.extra["prompt"] = args.prompt or ""

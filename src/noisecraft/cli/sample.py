@@ -114,12 +114,12 @@ def run(args: argparse.Namespace) -> int:
     from noisecraft.errors import check_choice
     from noisecraft.evaluation.plots import save_points
     from noisecraft.interop.pretrained import load_pretrained
-    from noisecraft.sampling.data_stats import run_sampler_knobs
     from noisecraft.sampling.generate import clip_pixels, decode_latents, generate, resolve_device
+    from noisecraft.sampling.run_knobs import run_sampler_knobs
     from noisecraft.sampling.samplers import SAMPLERS
 
     check_choice("sampler", args.sampler, SAMPLERS)
-    knobs = run_sampler_knobs(args.sampler, args.run)  # gauss_pc: the training data's mean and covariance
+    knobs = run_sampler_knobs(args.sampler, args.run, args.steps)  # gauss_pc: the training data's mean and covariance
     device = resolve_device(args.device)
     model = load_pretrained(args.run, ema=not args.raw, device=device)
     denoiser, schedule = model.denoiser, model.schedule

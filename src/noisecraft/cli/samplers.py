@@ -39,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cfg", dest="cfg_scale", type=float, default=None, help="with --fit on a text run: the CFG scale to fit for"
     )
+    parser.add_argument(
+        "--solver",
+        action="store_true",
+        help="with --fit: also fit per-step solver weights on each list (sample with --sampler fitted_ms); "
+        "pays off with a large --calibration, e.g. 1024",
+    )
     parser.add_argument("--knobs", action="store_true", help="also list each sampler's knobs and defaults")
 
 
@@ -66,8 +72,10 @@ def _fit(args: argparse.Namespace) -> int:
     import torch
 
     from noisecraft.errors import NoisecraftError
-    from noisecraft.sampling.data_stats import STATS_FILE, run_data_stats, run_sampler_knobs
+    from noisecraft.sampling.data_stats import STATS_FILE, run_data_stats
     from noisecraft.sampling.fit import fit_steps
+    from noisecraft.sampling.generate import model_device
+    from noisecraft.sampling.run_knobs import run_sampler_knobs
     from noisecraft.sampling.steps import save_schedule
     from noisecraft.training.checkpoint import load_run
     from noisecraft.training.setup import sample_shape
@@ -79,18 +87,22 @@ def _fit(args: argparse.Namespace) -> int:
     if args.calibration < 2:
         raise NoisecraftError(f"--calibration must be at least 2, got {args.calibration}")
     denoiser, schedule, cfg = load_run(args.fit)
+    device = model_device(denoiser)  # CUDA where present (load_run): the calibration states go there too
     cond = None
     if cfg.text.enabled:  # the guided denoiser `sample --prompt ... --cfg W` runs, over the prompts in turn
         denoiser, cond = _text_denoiser(denoiser, cfg, args)
     elif args.prompt is not None or args.prompts is not None or args.cfg_scale is not None:
         raise NoisecraftError(f"--prompt, --prompts and --cfg are for text-conditioned runs; {args.fit} is not one")
     elif cfg.model.num_classes > 0:  # calibrate over all classes in turn
-        cond = {"class_labels": torch.arange(args.calibration) % cfg.model.num_classes}
-    knobs = run_sampler_knobs(args.sampler, args.fit, cfg)  # gauss_pc takes the data statistics as a knob
+        cond = {"class_labels": (torch.arange(args.calibration) % cfg.model.num_classes).to(device)}
+    if args.sampler == "fitted_ms":
+        raise NoisecraftError("fit the steps for a multistep sampler (e.g. --sampler unipc) and add --solver: "
+                              "fitted_ms takes its weights from that fit")  # fmt: skip
+    knobs = run_sampler_knobs(args.sampler, args.fit, cfg=cfg)  # gauss_pc takes the data statistics as a knob
     stats = run_data_stats(args.fit, cfg) if args.analytic_start else None
     fit = fit_steps(
         denoiser, schedule, steps, shape=sample_shape(cfg), sampler=args.sampler, knobs=knobs,
-        n=args.calibration, cond=cond, start=stats if args.analytic_start else None,
+        n=args.calibration, cond=cond, start=stats if args.analytic_start else None, device=device,
     )  # fmt: skip
     extra = {"analytic_start": STATS_FILE} if any(fit.skips(n) for n in fit.sigmas) else {}
     if cfg.text.enabled:
@@ -114,7 +126,39 @@ def _fit(args: argparse.Namespace) -> int:
             print(f"           on {4 * args.calibration} validation paths: error {scores[how]:.4g}, {ratio:.2f}x "
                   f"that of the best named spacing ({best}, {named[best]:.4g})")  # fmt: skip
     print(f"saved {path}; use it with --sampler {args.sampler} --schedule optimised:{args.fit}")
+    if args.solver:
+        _fit_solvers(args, denoiser, schedule, fit, cfg, cond, knobs, stats)
     return 0
+
+
+def _fit_solvers(args, denoiser, schedule, fit, cfg, cond, knobs, stats) -> None:
+    """Per-step weights of a linear multistep map fitted on each saved list (sampling/solver_fit.py); saved
+    beside it as fitted_solver.json, used by `sample --sampler fitted_ms --schedule optimised:RUN`."""
+    import torch
+
+    from noisecraft.errors import NoisecraftError
+    from noisecraft.sampling.generate import model_device
+    from noisecraft.sampling.solver_fit import base_coefficients, fit_solver, save_solvers
+    from noisecraft.training.setup import sample_shape
+
+    try:
+        base_coefficients(args.sampler, fit.sigmas[max(fit.sigmas)], knobs)
+    except NoisecraftError:
+        raise NoisecraftError(f"--solver fits the weights of a linear multistep sampler (ddim, dpmpp_2m, "
+                              f"dpmpp_3m, unipc); {args.sampler} is not one") from None  # fmt: skip
+    solvers = {}
+    for n, sig in fit.sigmas.items():
+        solvers[n] = s = fit_solver(
+            denoiser, schedule, sig, shape=sample_shape(cfg), base=args.sampler, knobs=knobs,
+            start=stats if fit.skips(n) else None, n=args.calibration, n_val=4 * args.calibration, cond=cond,
+            dtype=torch.float32, device=model_device(denoiser),
+        )  # fmt: skip
+        v = s.validation
+        verdict = "kept" if s.chosen == "fitted" else f"not better than {args.sampler}'s own weights: those kept"
+        print(f"{n:>3} steps: fitted_ms weights {verdict} (validation error {v['fitted']:.4g} against "
+              f"{v['base']:.4g}, z {s.z:.1f})")  # fmt: skip
+    path = save_solvers(args.fit, solvers)
+    print(f"saved {path}; use it with --sampler fitted_ms --steps N --schedule optimised:{args.fit}")
 
 
 def _text_denoiser(denoiser, cfg, args: argparse.Namespace):

@@ -115,11 +115,3 @@ def fitted_start(spacing: str | None, sigmas: torch.Tensor, sigma_max: float) ->
         if spacing.startswith(prefix):
             return load_stats(stats_path(spacing[len(prefix) :]))
     return None
-
-
-def run_sampler_knobs(sampler: str, run: str | Path, cfg=None) -> dict:
-    """The knobs a sampler takes from the run itself: the data statistics for samplers with a `stats` knob
-    (gauss_pc), so that `sample`, `eval` and the studio draw the same images from the same seeds."""
-    from noisecraft.sampling.samplers import sampler_knobs
-
-    return {"stats": run_data_stats(run, cfg)} if "stats" in sampler_knobs(sampler) else {}

@@ -228,8 +228,8 @@ class Studio:
         return self._submit(s["run"], s["ema"], fn)
 
     def _generate(self, job: Job, s: dict, g: dict, num: int, batch: int) -> dict[str, Any]:
-        from noisecraft.sampling.data_stats import run_sampler_knobs
         from noisecraft.sampling.generate import decode_latents, generate
+        from noisecraft.sampling.run_knobs import run_sampler_knobs
         from noisecraft.sampling.steps import step_sigmas
 
         m = self.model(s["run"], s["ema"])
@@ -265,7 +265,7 @@ class Studio:
             device=self.device,
             callback=callback,
             cond=cond,
-            knobs=run_sampler_knobs(s["sampler"], s["run"]),  # gauss_pc: the run's data statistics, as `sample`
+            knobs=run_sampler_knobs(s["sampler"], s["run"], s["steps"]),  # run-given knobs, as `sample`
         )
         x = decode_latents(m.latent, x, self.device)  # a latent run: pixels, as `noisecraft sample` writes them
         seconds = time.perf_counter() - t0
@@ -312,8 +312,8 @@ class Studio:
             raise NoisecraftError(f"the grid has {len(xv) * len(yv)} cells; at most {MAX_CELLS}")
 
         def fn(job: Job) -> dict[str, Any]:
-            from noisecraft.sampling.data_stats import run_sampler_knobs
             from noisecraft.sampling.generate import decode_latents, generate
+            from noisecraft.sampling.run_knobs import run_sampler_knobs
 
             m = self.model(s["run"], s["ema"])
             if len(m.shape) != 3:
@@ -327,7 +327,7 @@ class Studio:
                     den, labels, cond, _ = self._conditioned(m, cs, cg, 1)
                     x = generate(den, m.schedule, m.shape, [cs["seed"]], sampler=cs["sampler"], steps=cs["steps"],
                                  spacing=cs["schedule"], class_labels=labels, device=self.device, cond=cond,
-                                 knobs=run_sampler_knobs(cs["sampler"], cs["run"]),
+                                 knobs=run_sampler_knobs(cs["sampler"], cs["run"], cs["steps"]),
                                  callback=lambda lo, st: job.step(job.done, total))  # fmt: skip
                     x = decode_latents(m.latent, x, self.device)
                     row.append(grid_url(x))
