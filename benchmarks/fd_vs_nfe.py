@@ -32,18 +32,22 @@ from noisecraft.sampling.noise import per_sample_generators, randn
 from noisecraft.sampling.samplers import get_sampler
 from noisecraft.sampling.steps import step_sigmas
 from noisecraft.training.checkpoint import load_run
+from noisecraft.training.heldout import tile_defects
 
 NFE_PER_STEP = {"heun": 2, "adaptive": None}
 
 
 def parse_entry(entry: str) -> tuple[str, dict, str | None]:
-    """'unipc.order=3@karras' → ("unipc", {"order": 3}, "karras")."""
+    """'unipc.order=3.corrector=false@karras' → ("unipc", {"order": 3, "corrector": False}, "karras")."""
     entry, _, spacing = entry.partition("@")
     name, *knobs = entry.split(".")
     parsed = {}
     for kv in knobs:
         k, _, v = kv.partition("=")
-        parsed[k] = int(v) if v.lstrip("-").isdigit() else float(v) if v.replace(".", "", 1).isdigit() else v
+        if v.lower() in ("true", "false"):
+            parsed[k] = v.lower() == "true"
+        else:
+            parsed[k] = int(v) if v.lstrip("-").isdigit() else float(v) if v.replace(".", "", 1).isdigit() else v
     return name, parsed, spacing or None
 
 
@@ -93,7 +97,8 @@ def main() -> None:
     nets = {n: get_extractor(n) for n in names}
     if args.ref_resize == "bilinear":
         real = torch.nn.functional.interpolate(real, size=shape[-2:], mode="bilinear")
-    refs = {n: f(quantise(at_resolution(real, shape[-1], cfg.data.resize_filter))) for n, f in nets.items()}
+    real_px = quantise(at_resolution(real, shape[-1], cfg.data.resize_filter))  # (M, C, H, W) in [-1, 1]
+    refs = {n: f(real_px) for n, f in nets.items()}
     nfes = [int(v) for v in args.nfe.split(",")]
     clip = "" if args.clip_x0 is None else f", x̂0 clamped to ±{args.clip_x0:g}"
     print(f"run {args.run}: {args.num} samples per setting vs {len(real)} test images, {args.ref_resize} resize{clip}")
@@ -112,7 +117,11 @@ def main() -> None:
             x = draw(den, sched, shape, args.num, sampler, steps)
             secs = time.perf_counter() - t0
             out = (x.abs() > 1).float().mean().item()
-            print(f"  ({sampler} {nfe} NFE: {secs:.0f} s, {100 * out:.1f} % of raw pixel values outside [-1, 1])")
+            noise = tile_defects(quantise(x), real_px)["noise"]
+            print(
+                f"  ({sampler} {nfe} NFE: {secs:.0f} s, {100 * out:.1f} % of raw pixel values outside [-1, 1], "
+                f"{100 * noise:.1f} % of samples noise tiles)"
+            )
             if nfe < 50:
                 sig = step_sigmas(sched, steps, spacing, sampler=name).tolist()
                 print("  (σ: " + ", ".join(f"{v:.3g}" for v in sig) + ")")
