@@ -392,8 +392,12 @@ def main() -> None:
             run_adaptive(gm, schedule, eps, Reference(gm, eps), rows, problem)
             store.write_text(json.dumps(rows))
             continue
-        if args.only_fits:
-            rows = [r for r in rows if not (r[1] == problem and r[0] == "noisecraft" and is_fitted(r[3]))]
+        if args.only_fits:  # the plain and analytic-start fits, and gauss_pc's named rows (run_gauss adds them)
+            redo = ("fitted", "gauss-fitted")
+            rows = [
+                r for r in rows
+                if not (r[1] == problem and r[0] == "noisecraft" and (r[3].startswith(redo) or r[2] in STATS_SAMPLERS))
+            ]  # fmt: skip
         else:
             rows = [r for r in rows if r[1] != problem]
         t0 = time.perf_counter()
