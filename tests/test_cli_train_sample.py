@@ -203,3 +203,30 @@ def test_eval_clip_x0_scores_what_sample_clip_x0_saves(image_run, tmp_path):
     assert fd(str(image_run), *common) != pytest.approx(saved, rel=1e-3)  # unclipped samples score otherwise
     assert json.loads((tmp_path / "e1.json").read_text())["protocol"]["extra"]["clip_x0"] == 0.3
     assert main(["eval", "--samples-dir", str(tmp_path / "pngs"), "--dataset", "digits", "--clip-x0"]) == 2
+
+
+def test_an_eps_pixel_model_is_clamped_by_default_and_an_edm_one_is_not(image_run, tmp_path, capsys):
+    """`sample` (and `eval`, which scores what sample saves) clamp x̂0 to the pixel range by default for an
+    ε-prediction pixel model only; --no-clip-x0 turns it off."""
+    eps_run = tmp_path / "eps"
+    argv = ["train", "--data", "digits", "--resolution", "8", "--arch", "mlp", "--steps", "5", "--batch-size", "32"]
+    argv += ["--parameterisation", "eps", "--schedule", "linear", "--no-progress", "--set", "trackers=[]"]
+    assert main([*argv, "--set", "sample_every=0", "--out", str(eps_run)]) == 0
+
+    def pixels(run, *extra: str) -> np.ndarray:
+        out = tmp_path / f"{run.name}-{'-'.join(extra) or 'default'}"
+        assert main(["sample", str(run), "--num", "4", "--steps", "6", "--out", str(out), *extra]) == 0
+        return np.stack([np.asarray(Image.open(out / f"seed{s:06d}.png"), dtype=np.int16) for s in range(4)])
+
+    capsys.readouterr()
+    default = pixels(eps_run)
+    assert "auto: each x̂0 clamped to [-1, 1]" in capsys.readouterr().err
+    assert np.array_equal(default, pixels(eps_run, "--clip-x0"))
+    assert not np.array_equal(default, pixels(eps_run, "--no-clip-x0"))  # a 5-step ε-model overshoots
+    assert np.array_equal(pixels(image_run), pixels(image_run, "--no-clip-x0"))  # EDM: unchanged
+    assert "auto: each" not in capsys.readouterr().err
+    argv = ["eval", str(eps_run), "--num", "8", "--steps", "3", "--no-floor", "--out", str(tmp_path / "e.json")]
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["protocol"]["extra"]["clip_x0"] == 1
+    assert main(["sample", str(eps_run), "--clip-x0", "--no-clip-x0", "--out", str(tmp_path / "x")]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import math
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,5 +173,26 @@ def add_clip_argument(parser: argparse.ArgumentParser) -> None:
         default=None,
         type=positive_float,
         metavar="R",
-        help="clamp each x̂0 to [-R, R] (default R=1: the pixel range); rescues a briefly trained ε-model",
+        help="clamp each x̂0 to [-R, R] (R=1: the pixel range). Default: on (R=1) for an ε-prediction pixel model, "
+        "whose x̂0 overshoots at high noise, off otherwise",
     )
+    parser.add_argument("--no-clip-x0", action="store_true", help="never clamp x̂0 (not even an ε-model's)")
+
+
+def resolve_clip(args: argparse.Namespace, denoiser, latent: str | None, shape: tuple[int, ...]) -> float | None:
+    """The clamp range `sample`, `eval` and the studio use: --clip-x0 R, none with --no-clip-x0, else the model's
+    default (sampling.generate.auto_clip_range), said once on stderr when it applies."""
+    from noisecraft.errors import NoisecraftError
+    from noisecraft.sampling.generate import auto_clip_range
+
+    if args.no_clip_x0:
+        if args.clip_x0 is not None:
+            raise NoisecraftError("give --clip-x0 R or --no-clip-x0, not both")
+        return None
+    if args.clip_x0 is not None:
+        return args.clip_x0
+    r = auto_clip_range(denoiser, latent, shape)
+    if r is not None:
+        print(f"auto: each x̂0 clamped to [-{r:g}, {r:g}], the pixel range (an ε-prediction model overshoots it at "
+              "high noise; --no-clip-x0 to turn off)", file=sys.stderr)  # fmt: skip
+    return r

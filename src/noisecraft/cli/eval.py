@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         raise NoisecraftError(f"--num must be at least 4, got {args.num}")
     if args.ref and args.dataset:
         raise NoisecraftError("give --dataset or --ref (a folder of reference images), not both")
-    if args.clip_x0 is not None and (args.samples_dir or not args.run_dir):
+    if (args.clip_x0 is not None or args.no_clip_x0) and (args.samples_dir or not args.run_dir):
         raise NoisecraftError("--clip-x0 clamps the x̂0 of a run's sampler: give a RUN_DIR, not --samples-dir")
     device = resolve_device(args.device)
     from noisecraft.cli.args import output_dir, output_file, write_guard
@@ -146,7 +146,10 @@ def run(args: argparse.Namespace) -> int:
         from noisecraft.sampling.run_knobs import run_sampler_knobs
 
         torch.manual_seed(args.seed)
-        shown = clip_pixels(denoiser, args.clip_x0, cfg.data.latent, sample_shape(cfg))  # as `sample --clip-x0`
+        from noisecraft.cli.args import resolve_clip
+
+        clip_x0 = resolve_clip(args, denoiser, cfg.data.latent, sample_shape(cfg))  # as `sample` resolves it
+        shown = clip_pixels(denoiser, clip_x0, cfg.data.latent, sample_shape(cfg))
         result, _ = evaluate_denoiser(
             shown,
             schedule,
@@ -170,10 +173,10 @@ def run(args: argparse.Namespace) -> int:
         )
         if cond is not None:
             result.protocol.extra["prompt"] = args.prompt or ""
-        if args.clip_x0 is not None:
-            result.protocol.extra["clip_x0"] = args.clip_x0
+        if clip_x0 is not None:
+            result.protocol.extra["clip_x0"] = clip_x0
         against = "ref-" + Path(args.ref).name if args.ref else args.split
-        clip = f"-clip{args.clip_x0:g}" if args.clip_x0 is not None else ""
+        clip = f"-clip{clip_x0:g}" if clip_x0 is not None else ""
         name = f"eval-{args.sampler}-{args.steps}steps{clip}-n{args.num}-{against}.json"
         out = Path(args.out or Path(args.run_dir) / "eval" / name)
     if args.nll:

@@ -167,7 +167,10 @@ def run(args: argparse.Namespace) -> int:
         denoiser = clip_guided(denoiser, gclip, args.clip_scale, args.clip_interval, args.clip_through, model.latent,
                                model.shape, device)  # fmt: skip
         extra = {**(extra or {}), **clip_text_cond(gclip, [prompts[i % len(prompts)] for i in range(args.num)])}
-    denoiser = clip_pixels(denoiser, args.clip_x0, model.latent, model.shape)  # around the guided x̂0, as diffusers
+    from noisecraft.cli.args import resolve_clip
+
+    clip = resolve_clip(args, model.denoiser, model.latent, model.shape)  # --clip-x0 R, or an ε-model's default
+    denoiser = clip_pixels(denoiser, clip, model.latent, model.shape)  # around the guided x̂0, as diffusers
     stages = _stages(args, model.shape, device)  # checked before the base samples are drawn
     seeds = list(range(args.seed, args.seed + args.num))
     x = generate(

@@ -153,16 +153,18 @@ class Studio:
         text = run_prompt_denoiser(
             m, prompts, num, g["negative_prompt"], g["cfg_scale"], g["cfg_interval"], g["cfg_rescale"], other, s["run"]
         )
-        from noisecraft.sampling.generate import clip_pixels
+        from noisecraft.sampling.generate import auto_clip_range, clip_pixels
 
+        clip = g.get("clip_x0")  # none given: `sample`'s default (an ε-prediction pixel model is clamped to [-1, 1])
+        clip = auto_clip_range(m.denoiser, m.latent, m.shape) if clip is None else clip
         if text is not None:  # the prompts the CLI encodes: the prompt, and the negative one under guidance
             negative = g["negative_prompt"] if g["cfg_scale"] is not None else ""
             said = [g["prompt"]] + ([negative] if negative else [])
-            den = clip_pixels(text[0], g.get("clip_x0"), m.latent, m.shape)
+            den = clip_pixels(text[0], clip, m.latent, m.shape)
             return den, None, text[1], m.text_encoder.truncation_warnings(said)
         den, label = self._guided(m, g)
         labels = None if label is None else torch.full((num,), label, dtype=torch.long)
-        return clip_pixels(den, g.get("clip_x0"), m.latent, m.shape), labels, None, []
+        return clip_pixels(den, clip, m.latent, m.shape), labels, None, []
 
     def _guided(self, m, g: dict[str, Any]):
         """The denoiser `noisecraft sample` runs for these guidance settings, and its class labels tensor or None."""
