@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--inception", help="local TorchScript file inception-2015-12-05.pt (for --features inception)")
     p.add_argument("--num", type=positive_int, default=1000, help="number of generated samples")
-    p.add_argument("--sampler", default="euler", help="sampler name (see `noisecraft samplers`)")
+    p.add_argument("--sampler", default="unipc", help="sampler name (see `noisecraft samplers`); default UniPC-2")
     p.add_argument("--steps", type=positive_int, default=40, help="sampling steps")
     p.add_argument("--spacing", help="σ spacing (default: the schedule's own)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="first seed; sample i uses seed+i")

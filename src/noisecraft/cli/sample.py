@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run folder written by `noisecraft train` (or one checkpoint folder), a diffusers pipeline folder, "
         "or hub:user/name",
     )
-    p.add_argument("--sampler", default="euler", help="sampler name (see `noisecraft samplers` when available)")
+    p.add_argument("--sampler", default="unipc", help="sampler name (see `noisecraft samplers`); default UniPC-2")
     p.add_argument("--steps", type=positive_int, default=40, help="sampling steps")
     p.add_argument("--schedule", default=None, help="step spacing, e.g. linspace, trailing, karras, logsnr")
     p.add_argument(

@@ -101,7 +101,7 @@ class Studio:
         return dict(
             run=run,
             ema=not p.bool("raw"),
-            sampler=p.choice("sampler", "euler", SAMPLERS),
+            sampler=p.choice("sampler", "unipc", SAMPLERS),
             steps=p.int("steps", 40, 1, MAX_STEPS),
             schedule=spacing,
             seed=p.seed(),

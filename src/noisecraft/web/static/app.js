@@ -279,7 +279,7 @@ async function init() {
   const info = await api("GET", "/api/info");
   $("device").textContent = `device: ${info.device} · runs: ${info.runs_dir}`;
   for (const [name, text] of Object.entries(info.samplers)) $("sampler").add(new Option(name, name));
-  $("sampler").value = "euler";
+  $("sampler").value = "unipc";
   for (const [name, text] of Object.entries(info.schedules)) { const o = new Option(name, name); o.title = text; $("schedule").add(o); }
   for (const m of info.edit_modes) $("edit-mode").add(new Option(m, m));
   for (const id of ["x-axis", "y-axis"]) {
