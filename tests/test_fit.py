@@ -113,13 +113,6 @@ def test_validation_keeps_a_fitted_list_only_when_its_win_is_beyond_the_noise():
     nan = consistent.clone()
     nan[0] = math.inf
     assert choose({"named:a": base, "refined": nan})[0] == "named:a"
-    # with an incumbent (the sampler's default spacing), another named spacing needs the same evidence
-    pick, z = choose({"named:a": base, "named:lucky": lucky}, incumbent="named:a")
-    assert pick == "named:a" and -2 < z["named:lucky"] < 0  # without the incumbent rule: "named:lucky"
-    assert choose({"named:a": base, "named:lucky": lucky})[0] == "named:lucky"
-    pick, _ = choose({"named:a": base, "named:c": consistent, "refined": lucky}, incumbent="named:a")
-    assert pick == "named:c"
-    assert choose({"named:b": other, "named:a": base}, incumbent="named:b")[0] == "named:a"  # 1/3 lower everywhere
 
 
 def test_fit_is_not_worse_than_the_best_named_spacing_where_a_small_validation_batch_was_fooled():

@@ -59,9 +59,10 @@ def test_text_latent_run_trains_samples_and_loads(latent_setup, tmp_path, capsys
     assert main(["samplers", "--fit", str(run), "--steps", "3", "--calibration", "4", "--cfg", "3"]) == 0
     assert "fitting for 4 training captions" in capsys.readouterr().out
     saved = json.loads((run / "optimised_steps.json").read_text())
-    scores, how, z = saved["validation_rms"]["3"], saved["chosen"]["3"], saved["validation_z"]["3"]
-    assert saved["cfg_scale"] == 3  # unipc's default spacing, or a list that beat it on validation
-    assert how == "named:powerlog" or (scores[how] < scores["named:powerlog"] and z[how] < -2)
+    scores, how = saved["validation_rms"]["3"], saved["chosen"]["3"]
+    best_named = min(v for k, v in scores.items() if k.startswith("named:"))
+    assert saved["cfg_scale"] == 3
+    assert scores[how] == best_named if how.startswith("named:") else scores[how] < best_named
     from noisecraft.sampling.data_stats import load_stats
 
     assert load_stats(run / "data_stats.safetensors").shape == (4, 8, 8)  # the latents the model denoises

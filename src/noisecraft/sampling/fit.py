@@ -50,7 +50,7 @@ from noisecraft.core.schedules import Schedule, _steps_arg
 from noisecraft.errors import NoisecraftError
 from noisecraft.sampling.gaussian_start import GaussianStart
 from noisecraft.sampling.registry import get_sampler
-from noisecraft.sampling.steps import default_spacing, powerlog_sigmas, step_sigmas
+from noisecraft.sampling.steps import powerlog_sigmas, step_sigmas
 
 NAMED = ("default", "trailing", "linspace", "karras", "logsnr", "quadratic", "powerlog")
 POWERS = (0.4, 0.55, 0.7, 0.85, 1.0)
@@ -152,34 +152,21 @@ class _Problem:
         return float(self.per_path(sigmas).mean().sqrt())
 
 
-def choose(
-    per_path: dict[str, Tensor], z: float = Z_MARGIN, incumbent: str | None = None
-) -> tuple[str, dict[str, float]]:
-    """The validation decision: (kept candidate, {challenger: z-score}).
+def choose(per_path: dict[str, Tensor], z: float = Z_MARGIN) -> tuple[str, dict[str, float]]:
+    """The validation decision: (kept candidate, {fitted candidate: z-score}).
 
     `per_path` maps candidate names to (n,) per-path mean-square errors on the same validation paths; names
-    starting with "named:" are the named spacings. The fall-back is `incumbent` (e.g. "named:powerlog", the
-    sampler's own default spacing) when given and present, else the named one of least mean error. A challenger
-    (a fitted candidate, and with an incumbent also every other named spacing) replaces it when the paired
-    differences d = e_challenger − e_fallback have mean(d) < −z·sd(d)/√n (a one-sided paired test); of those, the
-    one of least mean error is kept. The z-score reported is mean(d)/(sd(d)/√n).
-
-    Why an incumbent: which named spacing has the least error on a validation batch is itself noisy where a few
-    paths carry the error; on the samplers benchmark, fall-backs to the validation argmin lost up to 4.5× on new
-    noise to the sampler's default (e.g. trailing ranked first on 512 paths, powerlog 4.5× better on 1024 new ones).
-    Leaving the default then needs the same evidence as adopting a fitted list."""
+    starting with "named:" are the named spacings. The fall-back is the named one of least mean error. A fitted
+    candidate replaces it when the paired differences d = e_fitted − e_named have mean(d) < −z·sd(d)/√n (a one-sided
+    paired test); of those, the one of least mean error is kept. The z-score reported is mean(d)/(sd(d)/√n)."""
     named = {k: v for k, v in per_path.items() if k.startswith("named:")}
     if not named:
         raise NoisecraftError("choose needs at least one named spacing")
-    if incumbent in named:
-        fallback, rivals = incumbent, {k for k in per_path if k != incumbent}
-    else:
-        fallback = min(named, key=lambda k: float(named[k].mean()))
-        rivals = {k for k in per_path if k not in named}
+    fallback = min(named, key=lambda k: float(named[k].mean()))
     base = named[fallback]
     scores, passed = {}, []
     for k, v in per_path.items():
-        if k not in rivals:
+        if k in named:
             continue
         d = v - base
         if not torch.isfinite(d).all():
@@ -374,7 +361,7 @@ def fit_steps(
             sweeps_n = sweeps if N <= refine_max_steps else 0
             candidates["gauss-refined"] = _refine(cal, first, lo, sweeps_n, top=schedule.sigma_max)[0]
         per_path = {k: val.per_path(s) for k, s in candidates.items()}
-        pick, out.margin[N] = choose(per_path, z, incumbent=f"named:{default_spacing(sampler)}")
+        pick, out.margin[N] = choose(per_path, z)
         out.sigmas[N], out.chosen[N] = candidates[pick], pick
         out.calibration[N] = cal_err
         out.validation[N] = {k: float(v.mean().sqrt()) for k, v in per_path.items()}
