@@ -396,7 +396,10 @@ def main() -> None:
             redo = ("fitted", "gauss-fitted")
             rows = [
                 r for r in rows
-                if not (r[1] == problem and r[0] == "noisecraft" and (r[3].startswith(redo) or r[2] in STATS_SAMPLERS))
+                if not (
+                    r[1] == problem and r[0] == "noisecraft"
+                    and (r[3].startswith(redo) or (r[2] in STATS_SAMPLERS and not is_fitted(r[3])))
+                )
             ]  # fmt: skip
         else:
             rows = [r for r in rows if r[1] != problem]
