@@ -60,6 +60,18 @@ def test_bad_names_and_step_counts():
     assert set(NAMES) <= set(STEP_SCHEDULES)
 
 
+def test_a_damaged_or_foreign_fit_file_is_one_clear_error(tmp_path):
+    from noisecraft.sampling.solver_fit import load_solvers
+
+    sch = make_schedule("edm")
+    (tmp_path / "optimised_steps.json").write_text('{"schedules": ')  # cut short
+    with pytest.raises(NoisecraftError, match="is not valid JSON"):
+        step_sigmas(sch, 10, f"optimised:{tmp_path}")
+    (tmp_path / "fitted_solver.json").write_text("[1, 2]")  # JSON, but not a noisecraft fit
+    with pytest.raises(NoisecraftError, match="is not a noisecraft fitted solver file"):
+        load_solvers(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     g = torch.Generator().manual_seed(0)

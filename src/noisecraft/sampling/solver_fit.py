@@ -202,14 +202,10 @@ def save_solvers(path: str | Path, solvers: dict[int, FittedSolver]) -> Path:
 
 def load_solvers(path: str | Path) -> dict[int, FittedSolver]:
     """The fitted solvers saved by ``save_solvers`` (a JSON file, or a folder holding ``fitted_solver.json``)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / SOLVER_FILE
-    if not path.is_file():
-        raise NoisecraftError(f"no fitted solver at {str(path)!r}; fit one with fit_solver(...) and save_solvers")
-    data = json.loads(path.read_text())
-    if data.get("format") != SOLVER_FORMAT:
-        raise NoisecraftError(f"{str(path)!r} is not a noisecraft fitted-solver file (format {SOLVER_FORMAT})")
+    from noisecraft.sampling.steps import read_fit_file
+
+    how = "fit one with `noisecraft samplers --fit RUN --solver` (or fit_solver + save_solvers)"
+    data = read_fit_file(path, SOLVER_FILE, SOLVER_FORMAT, "fitted solver", how)
     return {int(k): FittedSolver.from_dict(v) for k, v in data["solvers"].items()}
 
 

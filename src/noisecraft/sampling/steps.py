@@ -280,17 +280,28 @@ def save_schedule(path: str | Path, fitted: dict[int, Tensor], **meta) -> Path:
     return path
 
 
+def read_fit_file(path: str | Path, file_name: str, fmt: str, what: str, how: str) -> dict:
+    """The JSON of a saved fit: `path` is the file or a folder holding `file_name`; one clear error when it is
+    missing (`how` says how to make it), unreadable, or of another format than `fmt`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / file_name
+    if not path.is_file():
+        raise NoisecraftError(f"no {what} at {str(path)!r}; {how}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NoisecraftError(f"{str(path)!r} is not valid JSON ({e}); fit again") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise NoisecraftError(f"{str(path)!r} is not a noisecraft {what} file (format {fmt})")
+    return data
+
+
 def load_schedule(path: str | Path, steps: int) -> Tensor:
     """The fitted σ list for `steps` from a JSON file (or a folder holding ``optimised_steps.json``); other step
     counts interpolate the nearest fitted list in log σ over its normalised index."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / OPTIMISED_FILE
-    if not path.is_file():
-        raise NoisecraftError(f"no optimised step schedule at {str(path)!r}; fit one with fit_schedule(...)")
-    data = json.loads(path.read_text())
-    if data.get("format") != FORMAT:
-        raise NoisecraftError(f"{str(path)!r} is not a noisecraft step-schedule file (format {FORMAT})")
+    how = "fit one with `noisecraft samplers --fit RUN` (or fit_steps + save_schedule)"
+    data = read_fit_file(path, OPTIMISED_FILE, FORMAT, "optimised step schedule", how)
     fitted = {int(k): torch.tensor(v, dtype=torch.float64) for k, v in data["schedules"].items()}
     if steps in fitted:
         return fitted[steps]
