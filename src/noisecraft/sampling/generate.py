@@ -124,13 +124,15 @@ def decode_latents(latent: str | None, x: Tensor, device: str | torch.device | N
 
 
 def auto_clip_range(denoiser, latent: str | None, shape: tuple[int, ...]) -> float | None:
-    """1 (the pixel range) for a model of pixel images that predicts ε, else None. Its x̂0 = (x − σ·ε̂)·… overshoots
-    [−1, 1] at high σ, and deterministic samplers then end in saturated tiles (measured on ε/DDPM-linear digits
-    and Fashion-MNIST models: 12–30 % of the samples, and FD at 10 steps 1.10× that at 200 without the clamp,
-    0.99× with it; benchmarks/results/fd_vs_nfe_eps.md). The exact denoiser of data in [−1, 1] never leaves
-    that range, so the clamp only removes error; diffusers' DDPM/DDIM schedulers clamp by default too. Models
-    that predict x0 directly (EDM, x0, v) are left as they are. Looks through wrappers (guidance) to the
-    preconditioned network."""
+    """1 (the pixel range) for a model of pixel images that predicts ε, else None.
+
+    Its x̂0 = x − σ·ε̂ (VE state) multiplies any error of ε̂ by σ and overshoots [−1, 1] at high σ, and
+    deterministic samplers then end in saturated tiles (measured on ε/DDPM-linear digits and Fashion-MNIST
+    models: 12–30 % of the samples, and FD at 10 steps 1.10× that at 200 without the clamp, 0.99× with it;
+    benchmarks/results/fd_vs_nfe_eps.md). The exact denoiser of data in [−1, 1] never leaves that range, so the
+    clamp only removes error; diffusers' DDPM/DDIM schedulers clamp by default too. The other parameterisations
+    (EDM, x0, v), whose x̂0 does not scale the network's error by σ, are left as they are. Looks through
+    wrappers (guidance) to the preconditioned network."""
     if latent is not None or len(shape) != 3:
         return None
     for _ in range(16):
