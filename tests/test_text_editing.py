@@ -176,6 +176,7 @@ def test_edit_verbs_on_a_text_run_in_latent_space(text_latent_run, capsys) -> No
     _, scored = evaluate_denoiser(
         d, sched, folder_reference(str(ref), resolution=32, channels=3), get_extractor("rgb"), shape=(4, 8, 8),
         num=4, steps=4, with_floor=False, latent=cfg.data.latent, cond=d.net.text_encoder.encode([""] * 4),
+        sampler="unipc",  # `noisecraft sample`'s default
     )  # fmt: skip
     assert main(["sample", str(run), "--prompt", "", "--num", "4", "--out", str(tmp / "s"), *small]) == 0
     for i in range(4):
