@@ -149,6 +149,19 @@ def is_fitted(spacing: str) -> bool:
     return spacing.startswith(("fitted", "gauss-fitted", "large-fitted", "solver-fitted"))
 
 
+def replaced_by(option: str, row, problem: str) -> bool:
+    """Whether a partial run (--only-gauss, --only-large, --only-fits) re-makes this row of `problem`. gauss_pc's
+    named rows are made with the analytic-start fits (run_gauss), so both re-make them."""
+    if row[1] != problem or row[0] != "noisecraft":
+        return False
+    spacing, stats_named = row[3], row[2] in STATS_SAMPLERS and not is_fitted(row[3])
+    if option == "large":
+        return spacing.startswith(("large-fitted", "solver-fitted"))
+    if option == "gauss":
+        return spacing.startswith("gauss-fitted") or stats_named
+    return spacing.startswith(("fitted", "gauss-fitted")) or stats_named  # "fits"
+
+
 def data_stats(gm: GaussianMixture, n: int) -> GaussianStart:
     """The data's mean and covariance as a user would have them: from n samples (seed 5), not the parameters."""
     return GaussianStart.from_samples(gm.sample(n, torch.Generator().manual_seed(5))[0])
@@ -365,47 +378,27 @@ def main() -> None:
     store = out / "samplers.json"  # rows of every problem run so far (a later run replaces a problem's rows)
     rows: list[tuple] = [tuple(r) for r in json.loads(store.read_text())] if store.exists() else []
     for problem, (dim, seed, schedule_name) in ({} if args.report else problems).items():
-        if args.only_gauss:
-            gm, schedule = mixture(dim, seed), make_schedule(schedule_name)
-            eps = torch.randn(paths, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-            rows = [
-                r for r in rows if not (r[1] == problem and (r[3].startswith("gauss-fitted") or r[2] in STATS_SAMPLERS))
-            ]
-            t0 = time.perf_counter()
-            run_gauss(gm, schedule, eps, Reference(gm, eps), data_stats(gm, args.stats), args, rows, problem)
-            print(f"[{problem}] gauss fits {time.perf_counter() - t0:.0f}s", flush=True)
-            store.write_text(json.dumps(rows))
-            continue
-        if args.only_large:
-            gm, schedule = mixture(dim, seed), make_schedule(schedule_name)
-            eps = torch.randn(paths, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-            rows = [r for r in rows if not (r[1] == problem and r[3].startswith(("large-fitted", "solver-fitted")))]
-            t0 = time.perf_counter()
-            run_large(gm, schedule, eps, Reference(gm, eps), data_stats(gm, args.stats), args, rows, problem)
-            print(f"[{problem}] large fits {time.perf_counter() - t0:.0f}s", flush=True)
-            store.write_text(json.dumps(rows))
-            continue
+        gm, schedule = mixture(dim, seed), make_schedule(schedule_name)
+        eps = torch.randn(paths, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         if args.only_adaptive:
-            gm, schedule = mixture(dim, seed), make_schedule(schedule_name)
-            eps = torch.randn(paths, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
             rows = [r for r in rows if not (r[1] == problem and r[0] == "adaptive")]
             run_adaptive(gm, schedule, eps, Reference(gm, eps), rows, problem)
             store.write_text(json.dumps(rows))
             continue
-        if args.only_fits:  # the plain and analytic-start fits, and gauss_pc's named rows (run_gauss adds them)
-            redo = ("fitted", "gauss-fitted")
-            rows = [
-                r for r in rows
-                if not (
-                    r[1] == problem and r[0] == "noisecraft"
-                    and (r[3].startswith(redo) or (r[2] in STATS_SAMPLERS and not is_fitted(r[3])))
-                )
-            ]  # fmt: skip
+        option = next((k for k in ("gauss", "large") if getattr(args, f"only_{k}")), None)
+        if option is not None:  # re-fit and re-score only these rows
+            rows = [r for r in rows if not replaced_by(option, r, problem)]
+            t0 = time.perf_counter()
+            make = run_gauss if option == "gauss" else run_large
+            make(gm, schedule, eps, Reference(gm, eps), data_stats(gm, args.stats), args, rows, problem)
+            print(f"[{problem}] {option} fits {time.perf_counter() - t0:.0f}s", flush=True)
+            store.write_text(json.dumps(rows))
+            continue
+        if args.only_fits:
+            rows = [r for r in rows if not replaced_by("fits", r, problem)]
         else:
             rows = [r for r in rows if r[1] != problem]
         t0 = time.perf_counter()
-        gm, schedule = mixture(dim, seed), make_schedule(schedule_name)
-        eps = torch.randn(paths, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         ref = Reference(gm, eps)
         fitted = {}
         for name, (sampler, knobs, per) in OURS.items():
