@@ -99,7 +99,7 @@ def _fit(args: argparse.Namespace) -> int:
         raise NoisecraftError("fit the steps for a multistep sampler (e.g. --sampler unipc) and add --solver: "
                               "fitted_ms takes its weights from that fit")  # fmt: skip
     knobs = run_sampler_knobs(args.sampler, args.fit, cfg=cfg)  # gauss_pc takes the data statistics as a knob
-    stats = run_data_stats(args.fit, cfg) if args.analytic_start else None
+    stats = (knobs.get("stats") or run_data_stats(args.fit, cfg)) if args.analytic_start else None
     fit = fit_steps(
         denoiser, schedule, steps, shape=sample_shape(cfg), sampler=args.sampler, knobs=knobs,
         n=args.calibration, cond=cond, start=stats if args.analytic_start else None, device=device,
@@ -127,17 +127,16 @@ def _fit(args: argparse.Namespace) -> int:
                   f"that of the best named spacing ({best}, {named[best]:.4g})")  # fmt: skip
     print(f"saved {path}; use it with --sampler {args.sampler} --schedule optimised:{args.fit}")
     if args.solver:
-        _fit_solvers(args, denoiser, schedule, fit, cfg, cond, knobs, stats)
+        _fit_solvers(args, denoiser, schedule, fit, cfg, cond, knobs, stats, device)
     return 0
 
 
-def _fit_solvers(args, denoiser, schedule, fit, cfg, cond, knobs, stats) -> None:
+def _fit_solvers(args, denoiser, schedule, fit, cfg, cond, knobs, stats, device) -> None:
     """Per-step weights of a linear multistep map fitted on each saved list (sampling/solver_fit.py); saved
     beside it as fitted_solver.json, used by `sample --sampler fitted_ms --schedule optimised:RUN`."""
     import torch
 
     from noisecraft.errors import NoisecraftError
-    from noisecraft.sampling.generate import model_device
     from noisecraft.sampling.solver_fit import base_coefficients, fit_solver, save_solvers
     from noisecraft.training.setup import sample_shape
 
@@ -151,7 +150,7 @@ def _fit_solvers(args, denoiser, schedule, fit, cfg, cond, knobs, stats) -> None
         solvers[n] = s = fit_solver(
             denoiser, schedule, sig, shape=sample_shape(cfg), base=args.sampler, knobs=knobs,
             start=stats if fit.skips(n) else None, n=args.calibration, n_val=4 * args.calibration, cond=cond,
-            dtype=torch.float32, device=model_device(denoiser),
+            dtype=torch.float32, device=device,
         )  # fmt: skip
         v = s.validation
         verdict = "kept" if s.chosen == "fitted" else f"not better than {args.sampler}'s own weights: those kept"
