@@ -533,6 +533,7 @@ CASES: list[Case] = [
     Case("train-vae", lambda c: ["train-vae", "--out", "x", "--set", "nope=1"], "--set expects", id="set-key"),
     Case("demo", lambda c: ["demo", "--iterations", "-5"], "must be a positive integer", id="iterations"),
     Case("samplers", lambda c: ["samplers", "--calibration", "lots"], "expected an integer", id="calibration-word"),
+    Case("samplers", lambda c: ["samplers", "--pool", "0"], "must be a positive integer", id="pool-0"),
     Case("ui", lambda c: ["ui", "--port", "70000"], "--port must be in [0, 65535]", id="port"),
     # ---- CLIP and unCLIP (docs/unclip.md)
     Case(

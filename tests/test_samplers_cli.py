@@ -30,6 +30,7 @@ def test_fit_then_sample_with_the_optimised_schedule(tmp_path, capsys):
     fitted = saved["schedules"]
     assert set(fitted) == {"3", "6"} and fitted["6"][-1] == 0
     assert saved["sampler"] == "unipc" and set(saved["chosen"]) == {"3", "6"}
+    assert saved["pool"] == 8 * 4 * 16  # validation paths (4 × calibration) screened from a pool 8× larger
     for n, how in saved["chosen"].items():  # the best named spacing on validation, or a fitted list that beat it
         scores = saved["validation_rms"][n]
         best_named = min(v for k, v in scores.items() if k.startswith("named:"))
