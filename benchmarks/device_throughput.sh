@@ -9,8 +9,8 @@
 # evaluation and editing on the GPU (every sampler on CUDA against the same seeds on the CPU; `sample`, `eval`
 # and `edit` with --device cuda), then prints the throughput tables (ours, the guide's reference loop, the
 # bare-step floor) for two model sizes; all output is also written under $OUT. `--smoke` stops after the smoke
-# tests (about 2 minutes on a GPU: run(command="bash benchmarks/device_throughput.sh --smoke", carry=[".whl"],
-# timeout_s=300)).
+# tests (and fits step schedules there: `samplers --fit` runs on the model's device); `--tables` runs only the
+# throughput tables.
 #
 # The same script end to end without a GPU, at a tiny size, with this checkout's .venv (no .whl needed):
 #     DEVICE=cpu bash benchmarks/device_throughput.sh --smoke        # about 2-4 CPU minutes
@@ -45,6 +45,7 @@ export PYTHONPATH="/tmp/site:$PWD/src" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DA
 "$PY" -c "import os, torch; d = os.environ['DEVICE']
 print(torch.__version__, torch.cuda.get_device_name() if d.startswith('cuda') else d)" | tee "$OUT/device.txt"
 
+if [ "${1:-}" != "--tables" ]; then  # --tables: only the throughput tables
 # the trainer on the device: a short demo run and its sample grid (resume exactness is tested on CPU)
 rm -rf "$RUN"
 "$PY" -m noisecraft.cli.main train --config configs/demo-digits.json --steps "$STEPS" --out "$RUN" \
@@ -82,6 +83,10 @@ PY
     nc edit inpaint "$RUN" "$RUN/gen/seed000001.png" --rect 0,0,8,16 --device "$DEVICE"
     nc edit invert "$RUN" "$RUN/gen/seed000002.png" --device "$DEVICE"
     nc edit interpolate "$RUN" "$RUN/gen/seed000003.png" "$RUN/gen/seed000004.png" --device "$DEVICE"
+    # step schedules fitted on the device (the model's device: load_run puts it on CUDA), then used there
+    nc samplers --fit "$RUN" --steps 5 --calibration 16
+    nc sample "$RUN" --num 8 --sampler unipc --steps 5 --schedule "optimised:$RUN" --device "$DEVICE" --out "$RUN/gen-opt"
+    nc sample "$RUN" --num 8 --sampler gauss_pc --steps 5 --device "$DEVICE" --out "$RUN/gen-gpc"
     RUN="$RUN" "$PY" - <<'PY'
 import json, os
 from noisecraft.evaluation.evaluate import periodic_eval
@@ -95,6 +100,7 @@ PY
 cp "$RUN/gen/grid.png" "$OUT/device-grid.png"
 echo "smoke test on $DEVICE: done (logs and grids in $OUT)"
 [ "${1:-}" = "--smoke" ] && exit 0
+fi
 
 {
     "$PY" benchmarks/train_throughput.py --steps 100 --repeats 3
