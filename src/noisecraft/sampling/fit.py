@@ -29,7 +29,7 @@ Generalisation comes from three choices, each tested on held-out noise and on ot
    candidate runs on the whole pool (N calls per path, no reference), the paths where their end points disagree
    most are taken whole and the rest drawn at random, weighted to stand for the pool. The rare mode-switching
    paths that decide a ranking are then counted over the pool, while only the validation batch pays for a
-   reference solve (measured: a plain 512-path batch kept a named spacing 2-4× worse on new noise than another
+   reference solve (measured: a plain 512-path batch kept a named spacing 1.5-4.5× worse on new noise than another
    named one in 5 of 192 benchmark cases at 20 steps).
 
 With a ``start`` (``sampling.gaussian_start.GaussianStart``: the data's mean and covariance), the fit also
