@@ -90,7 +90,7 @@ def test_from_samples_estimates_the_statistics_and_keeps_the_sample_shape():
     assert torch.allclose(start.mean, mean, atol=0.05)
     est = start.eigvecs @ torch.diag(start.eigvals) @ start.eigvecs.T
     assert (est - cov).abs().max() < 0.1
-    low = GaussianStart.from_samples(x, rank=4)  # the SVD route never forms the covariance
+    low = GaussianStart.from_samples(x, rank=4)  # n > D: the covariance route
     ref = GaussianStart.from_covariance(start.mean, est, rank=4)
     assert torch.allclose(low.eigvals, ref.eigvals, rtol=1e-8) and low.rest == pytest.approx(ref.rest, rel=1e-8)
     z = torch.randn(5, 1, 4, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
@@ -174,3 +174,22 @@ def test_a_wrong_start_is_never_kept():
     assert fit.validation[5]["gauss-refined"] > 2 * fit.validation[5][fit.chosen[5]]
     x0 = torch.randn(3, 8, dtype=torch.float64)
     assert torch.equal(fit.start_state(x0, 5, wrong), x0)
+
+
+def test_low_rank_statistics_from_fewer_samples_than_values_match_an_svd():
+    """n < D (e.g. 4096 images of 128 px): the Gram-matrix route gives the SVD's leading variances and
+    directions; directions of zero variance are left out; equal samples give none."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(64, 12, generator=g, dtype=torch.float64) @ torch.randn(12, 300, generator=g, dtype=torch.float64)
+    x = x + 0.01 * torch.randn(64, 300, generator=g, dtype=torch.float64)
+    low = GaussianStart.from_samples(x.reshape(64, 3, 10, 10), rank=8)
+    c = x - x.mean(0)
+    _, s, vh = torch.linalg.svd(c, full_matrices=False)
+    torch.testing.assert_close(low.eigvals, s[:8] ** 2 / 63, rtol=1e-10, atol=0)
+    torch.testing.assert_close(low.eigvecs.T @ low.eigvecs, torch.eye(8, dtype=torch.float64), rtol=0, atol=1e-10)
+    torch.testing.assert_close(low.eigvecs @ low.eigvecs.T, vh[:8].T @ vh[:8], rtol=0, atol=1e-8)  # same subspace
+    assert low.rest == pytest.approx(float((s[8:] ** 2).sum()) / 63 / (300 - 8), rel=1e-8)
+    few = GaussianStart.from_samples(x[:5], rank=8)  # 5 samples: at most 4 directions with variance
+    assert few.eigvals.shape == (4,) and few.rest == pytest.approx(0.0, abs=1e-12)
+    same = GaussianStart.from_samples(x[:1].repeat(4, 1), rank=8)
+    assert same.eigvals.numel() == 0 and same.rest == 0.0
