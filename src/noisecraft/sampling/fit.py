@@ -203,7 +203,7 @@ def choose(
 
 def _rows(cond: dict | None, n: int, rows: Tensor) -> dict | None:
     """`cond` for the given rows of a batch in which its per-sample tensors (n rows) repeat cyclically (row r has
-    conditioning row r mod n, as ``_tile_cond``); other values kept."""
+    conditioning row r mod n); other values kept."""
     if cond is None:
         return None
     out = {}
@@ -216,14 +216,7 @@ def _rows(cond: dict | None, n: int, rows: Tensor) -> dict | None:
 
 def _tile_cond(cond: dict | None, n: int, m: int) -> dict | None:
     """`cond` for a batch of m: tensors with n rows (per-sample conditioning) repeated over their rows."""
-    if cond is None:
-        return None
-    out = {}
-    for k, v in cond.items():
-        if isinstance(v, Tensor) and v.ndim > 0 and v.shape[0] == n:
-            v = v.repeat(math.ceil(m / n), *([1] * (v.ndim - 1)))[:m]
-        out[k] = v
-    return out
+    return _rows(cond, n, torch.arange(m))
 
 
 def _named(schedule: Schedule, steps: int, name: str) -> Tensor | None:
