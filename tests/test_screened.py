@@ -115,3 +115,20 @@ def test_fit_with_a_screened_pool_is_not_fooled_where_a_plain_batch_was():
     best = min(named.values())
     assert new.err(plain.sigmas[20]) > 1.5 * best, (plain.chosen, named)  # the plain batch was fooled
     assert new.err(screened.sigmas[20]) <= 1.02 * best, (screened.chosen, screened.validation, named)
+
+
+def test_paths_cut_from_the_enumerated_stratum_can_still_be_drawn():
+    """More decisions than the batch can enumerate (5 spreads, 4 rows): the paths cut from stratum A go back to
+    the sampled stratum, so every pool path can be drawn and the estimate stays unbiased."""
+    g = torch.Generator().manual_seed(4)
+    spreads = [torch.rand(50, generator=g, dtype=torch.float64) for _ in range(5)]
+    v = torch.rand(50, generator=g, dtype=torch.float64)
+    seen, means = set(), []
+    for seed in range(4000):
+        design = screen(spreads, 4, torch.Generator().manual_seed(seed))
+        assert float(design.weight.sum()) == pytest.approx(50) and int((~design.sampled).sum()) == 3
+        seen.update(design.index.tolist())
+        means.append(design.mean(v[design.index]))
+    assert len(seen) == 50
+    means = torch.tensor(means, dtype=torch.float64)
+    assert abs(float(means.mean() - v.mean())) < 4 * float(means.std()) / math.sqrt(len(means))

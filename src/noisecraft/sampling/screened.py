@@ -81,6 +81,8 @@ def screen(
     for s in spreads:
         in_a[torch.topk(s.double().cpu(), min(k, pool)).indices] = True
     a = in_a.nonzero().squeeze(1)[: n - 1]  # at least one row of B, so that its weight is defined
+    in_a = torch.zeros(pool, dtype=torch.bool)
+    in_a[a] = True  # paths cut from A above go back to B, which its weight counts them in
     rest = (~in_a).nonzero().squeeze(1)
     b = rest[torch.randperm(len(rest), generator=generator)[: n - len(a)]]
     weight = torch.cat([torch.ones(len(a)), torch.full((len(b),), (pool - len(a)) / len(b))]).double()
