@@ -105,18 +105,17 @@ def _fit(args: argparse.Namespace) -> int:
     if args.sampler == "fitted_ms":
         raise NoisecraftError("fit the steps for a multistep sampler (e.g. --sampler unipc) and add --solver: "
                               "fitted_ms takes its weights from that fit")  # fmt: skip
-    pool = max(4 * args.calibration, args.pool or 32 * args.calibration)  # validation batch: 4 × calibration
     knobs = run_sampler_knobs(args.sampler, args.fit, cfg=cfg)  # gauss_pc takes the data statistics as a knob
     stats = (knobs.get("stats") or run_data_stats(args.fit, cfg)) if args.analytic_start else None
     fit = fit_steps(
         denoiser, schedule, steps, shape=sample_shape(cfg), sampler=args.sampler, knobs=knobs,
-        n=args.calibration, cond=cond, start=stats if args.analytic_start else None, device=device, pool=pool,
+        n=args.calibration, cond=cond, start=stats if args.analytic_start else None, device=device, pool=args.pool,
     )  # fmt: skip
     extra = {"analytic_start": STATS_FILE} if any(fit.skips(n) for n in fit.sigmas) else {}
     if cfg.text.enabled:
         extra["cfg_scale"] = args.cfg_scale
     path = save_schedule(
-        args.fit, fit.sigmas, fitted_for=str(args.fit), calibration=args.calibration, pool=pool, **fit.meta(), **extra
+        args.fit, fit.sigmas, fitted_for=str(args.fit), calibration=args.calibration, **fit.meta(), **extra
     )
     for n, sig in fit.sigmas.items():
         how = fit.chosen[n]
@@ -131,7 +130,7 @@ def _fit(args: argparse.Namespace) -> int:
         if named and not how.startswith("named:"):
             best = min(named, key=named.get)
             ratio = scores[how] / named[best]
-            print(f"           on {4 * args.calibration} validation paths (screened from {pool}): error "
+            print(f"           on {4 * args.calibration} validation paths (screened from {fit.pool}): error "
                   f"{scores[how]:.4g}, {ratio:.2f}x "
                   f"that of the best named spacing ({best}, {named[best]:.4g})")  # fmt: skip
     print(f"saved {path}; use it with --sampler {args.sampler} --schedule optimised:{args.fit}")

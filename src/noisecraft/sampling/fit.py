@@ -92,6 +92,7 @@ class FittedSteps:
     validation: dict[int, dict[str, float]] = field(default_factory=dict)  # N -> {candidate: RMS error (validation)}
     margin: dict[int, dict[str, float]] = field(default_factory=dict)  # N -> {fitted candidate: paired z-score}
     sigma_max: float = math.inf  # the schedule's top level: a list starting below it starts with the analytic jump
+    pool: int = 0  # start paths screened for the validation batch (``screened``)
 
     def skips(self, steps: int) -> bool:
         """Whether the list for `steps` starts below σ_max (it then needs ``start_state``)."""
@@ -118,6 +119,7 @@ class FittedSteps:
             "validation_rms": {str(k): v for k, v in self.validation.items()},
             "validation_z": {str(k): v for k, v in self.margin.items()},
             "sigma_max": self.sigma_max,
+            "pool": self.pool,
         }
 
 
@@ -371,7 +373,7 @@ def fit_steps(
     eps = torch.randn(n + pool, *shape, generator=g, dtype=torch.float64)
     x = (schedule.sigma_max * eps).to(dtype=dtype, device=device)
     cal = _Problem(denoiser, schedule, x[:n], cond, sampler, knobs, ref_steps, start)
-    out = FittedSteps(sampler, knobs, sigma_max=schedule.sigma_max)
+    out = FittedSteps(sampler, knobs, sigma_max=schedule.sigma_max, pool=pool)
     scale = start.scale if start is not None else 0.0
     lo = math.log(schedule.sigma_min)
     found: dict[int, dict[str, Tensor]] = {}  # N -> {candidate: σ list}, decided together on one validation batch
